@@ -1,0 +1,42 @@
+# The two commands a new user needs: `make run` and `make test`. Both set everything up.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+NODE_DIR := tests/interop/node
+NODE_STAMP := $(NODE_DIR)/node_modules/.installed
+DATA_DIR ?= ./data
+HOST ?= 127.0.0.1
+PORT ?= 9000
+
+.PHONY: run test lint typecheck pytest fuzz bench clean node
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+$(NODE_STAMP): $(NODE_DIR)/package.json $(NODE_DIR)/package-lock.json
+	cd $(NODE_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	touch $(NODE_STAMP)
+
+node: $(NODE_STAMP)
+
+run: $(STAMP)
+	$(BIN)/space-manager serve --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR)
+
+lint: $(STAMP)
+	$(BIN)/ruff check manager tests migrations bench
+	$(BIN)/ruff format --check manager tests migrations bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy manager
+
+pytest: $(STAMP) $(NODE_STAMP)
+	$(BIN)/pytest -q
+
+test: lint typecheck pytest
+
+clean:
+	rm -rf $(VENV) $(NODE_DIR)/node_modules .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,180 @@
+"""Operator commands that work straight on the database: orgs, Spaces, tokens, access keys.
+
+Thin: each command opens one transaction and calls the same services the API uses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import click
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from manager.config import Settings
+from manager.db import repo
+from manager.services import spaces as space_service
+from manager.services.context import Services
+from manager.services.errors import ServiceError
+from manager.services.tokens import TokenService
+
+T = TypeVar("T")
+
+
+def run_db(settings: Settings, work: Callable[[Services, AsyncSession], Awaitable[T]]) -> T:
+    """Run `work` in one committed transaction; service errors become a clean exit."""
+
+    async def main() -> T:
+        svc = Services.build(settings)
+        try:
+            async with svc.sessions() as s, s.begin():
+                return await work(svc, s)
+        finally:
+            await svc.aclose()
+
+    try:
+        return asyncio.run(main())
+    except ServiceError as exc:
+        raise click.ClickException(exc.message) from None
+
+
+def settings_of(ctx: click.Context) -> Settings:
+    settings: Settings = ctx.obj
+    return settings
+
+
+@click.group("org")
+def org() -> None:
+    """Organizations."""
+
+
+@org.command("create")
+@click.argument("name")
+@click.pass_context
+def org_create(ctx: click.Context, name: str) -> None:
+    """Create an organization and print its id."""
+    made = run_db(settings_of(ctx), lambda _svc, s: space_service.create_org(s, name))
+    click.echo(made.id)
+
+
+@click.group("space")
+def space() -> None:
+    """Spaces."""
+
+
+@space.command("create")
+@click.option("--org", "org_id", required=True, help="Organization id (org-<uuid>).")
+@click.option("--name", default="", help="A display name.")
+@click.pass_context
+def space_create(ctx: click.Context, org_id: str, name: str) -> None:
+    """Create a Space in an organization and print its id."""
+    made = run_db(settings_of(ctx), lambda _svc, s: space_service.create_space(s, org_id, name))
+    click.echo(made.id)
+
+
+@space.command("list")
+@click.pass_context
+def space_list(ctx: click.Context) -> None:
+    """List every Space as JSON lines."""
+
+    async def work(_svc: Services, s: AsyncSession) -> list[dict[str, object]]:
+        return [{"id": r.id, "orgId": r.org_id, "name": r.name} for r in await repo.list_spaces(s)]
+
+    for row in run_db(settings_of(ctx), work):
+        click.echo(json.dumps(row))
+
+
+@click.group("token")
+def token() -> None:
+    """User API tokens (shown once)."""
+
+
+@token.command("create")
+@click.option("--org", "org_id", required=True, help="Organization the token acts for.")
+@click.option("--admin", is_flag=True, help="May see and manage every organization.")
+@click.option("--name", default="", help="A note to recognise the token by.")
+@click.pass_context
+def token_create(ctx: click.Context, org_id: str, admin: bool, name: str) -> None:
+    """Create a token; it is printed once and stored only as a hash."""
+    made = run_db(
+        settings_of(ctx),
+        lambda _svc, s: TokenService.create(s, org_id, name=name, admin=admin),
+    )
+    click.echo(f"token id: {made.token_id}", err=True)
+    click.echo(made.token)
+
+
+@token.command("revoke")
+@click.argument("token_id")
+@click.pass_context
+def token_revoke(ctx: click.Context, token_id: str) -> None:
+    """Revoke a token by its id (tok_...)."""
+    run_db(settings_of(ctx), lambda _svc, s: TokenService.revoke(s, token_id))
+    click.echo(f"revoked {token_id}")
+
+
+@click.group("access-key")
+def access_key() -> None:
+    """Access keys that let self-hosted Hubs join a Space (max 5 live per Space)."""
+
+
+@access_key.command("create")
+@click.option("--space", "space_id", required=True, help="Space id.")
+@click.option("--description", default="", help="What the key is for.")
+@click.pass_context
+def key_create(ctx: click.Context, space_id: str, description: str) -> None:
+    """Create a key; it is printed once, with the Hub command line that uses it."""
+    settings = settings_of(ctx)
+
+    async def work(svc: Services, s: AsyncSession) -> tuple[str, str]:
+        row = await repo.get_space(s, space_id)
+        if row is None:
+            raise click.ClickException(f"Space {space_id} not found")
+        made = await svc.keys.create(s, space_id, description, "cli")
+        return made.key, row.org_id
+
+    key, org_id = run_db(settings, work)
+    click.echo(key)
+    click.echo(
+        "\nStart a Hub in this Space with:\n"
+        f"  scramjet-transform-hub --platform-api {settings.effective_public_url} "
+        f'--platform-space {org_id}:{space_id} --platform-api-key "{key}" --id NAME',
+        err=True,
+    )
+
+
+@access_key.command("list")
+@click.option("--space", "space_id", required=True, help="Space id.")
+@click.pass_context
+def key_list(ctx: click.Context, space_id: str) -> None:
+    """List live keys: created id and description, never the key."""
+
+    async def work(svc: Services, s: AsyncSession) -> list[dict[str, object]]:
+        return await svc.keys.list_keys(s, space_id)
+
+    for row in run_db(settings_of(ctx), work):
+        click.echo(json.dumps(row))
+
+
+@access_key.command("revoke")
+@click.option("--space", "space_id", required=True, help="Space id.")
+@click.option("--all", "revoke_all", is_flag=True, help="Revoke every key of the Space.")
+@click.argument("ident", required=False)
+@click.pass_context
+def key_revoke(ctx: click.Context, space_id: str, revoke_all: bool, ident: str | None) -> None:
+    """Revoke a key by its created id (or the key itself), or all with --all.
+
+    Hubs connected to a running manager with a revoked key are dropped by the manager
+    the next time it checks (immediately when revoked through the API)."""
+    if not revoke_all and not ident:
+        raise click.UsageError("name a key (its created id) or pass --all")
+
+    async def work(svc: Services, s: AsyncSession) -> int:
+        if revoke_all:
+            return len(await svc.keys.revoke_all_rows(s, space_id, "cli"))
+        await svc.keys.revoke(s, space_id, ident or "", "cli")
+        return 1
+
+    click.echo(f"revoked {run_db(settings_of(ctx), work)} key(s)")

@@ -1,0 +1,105 @@
+"""The `space-manager` command: serve, migrate, and the operator's admin commands."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from pathlib import Path
+
+import click
+
+from manager import __version__
+from manager.cli.admin import access_key, org, run_db, space, token
+from manager.config import Settings
+from manager.db import migrate
+from manager.services.spaces import Bootstrap, bootstrap_if_empty
+
+
+@click.group()
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where the SQLite database and the generated server secret live "
+    "(env MANAGER_DATA_DIR, default ./data).",
+)
+@click.version_option(__version__, prog_name="space-manager")
+@click.pass_context
+def cli(ctx: click.Context, data_dir: Path | None) -> None:
+    """Space manager: the control plane self-hosted Scramjet Transform Hubs join.
+
+    The database is SQLite under the data dir unless MANAGER_DATABASE_URL names another
+    (PostgreSQL: postgresql://user:pass@host/db)."""
+    ctx.obj = Settings.from_env().with_overrides(data_dir=data_dir)
+
+
+@cli.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+@click.pass_context
+def db_upgrade(ctx: click.Context) -> None:
+    """Apply all migrations (safe to run again)."""
+    settings: Settings = ctx.obj
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    migrate.upgrade(settings.effective_database_url)
+    click.echo("database is up to date", err=True)
+
+
+@cli.command()
+@click.option("--host", default=None, help="Interface to listen on (default 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Port for API and tunnels (default 9000).")
+@click.option("--public-url", default=None, help="URL Hubs and clients use to reach us.")
+@click.option("--log-level", default=None, help="debug, info, warning or error.")
+@click.pass_context
+def serve(
+    ctx: click.Context,
+    host: str | None,
+    port: int | None,
+    public_url: str | None,
+    log_level: str | None,
+) -> None:
+    """Migrate the database and serve the API and Hub tunnels on one port."""
+    settings: Settings = ctx.obj
+    settings = settings.with_overrides(
+        host=host, port=port, public_url=public_url, log_level=log_level
+    )
+    configure_logging(settings.log_level)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    migrate.upgrade(settings.effective_database_url)
+    made = run_db(settings, lambda _svc, s: bootstrap_if_empty(s))
+    if made is not None:
+        announce_bootstrap(made, settings)
+    from manager.web.server import run_server
+
+    asyncio.run(run_server(settings))
+
+
+def announce_bootstrap(made: Bootstrap, settings: Settings) -> None:
+    api = f"{settings.effective_public_url}/api/v1"
+    profile = {"middlewareApiUrl": api, "env": "production", "token": made.token.token}
+    click.echo(
+        "\nFirst start: created organization "
+        f"{made.org.id}, Space {made.space.id} and an admin API token.\n"
+        "The token is shown only this once; keep it:\n\n"
+        f"  {made.token.token}\n\n"
+        "Point si at this manager:\n\n"
+        f"  si config set json '{json.dumps(profile, separators=(',', ':'))}'\n"
+        "  si config set log --format json\n"
+    )
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+cli.add_command(org)
+cli.add_command(space)
+cli.add_command(token)
+cli.add_command(access_key)

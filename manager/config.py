@@ -1,0 +1,85 @@
+"""Runtime configuration, read once from the environment and the command line.
+
+Owns the names and defaults of every setting so the CLI, the web app and the tests agree;
+it must not open files or sockets beyond resolving paths.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 9000
+
+
+def _int_env(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise SystemExit(f"{name} must be an integer, got {raw!r}") from exc
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the manager needs to know about its deployment."""
+
+    data_dir: Path = Path("./data")
+    database_url: str | None = None
+    secret: str | None = None
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    public_url: str | None = None
+    hub_limit: int = 0
+    replica_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    log_level: str = "info"
+    healthy_after_s: float = 15.0
+    load_flush_s: float = 10.0
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        env = os.environ
+        return cls(
+            data_dir=Path(env.get("MANAGER_DATA_DIR", "./data")),
+            database_url=env.get("MANAGER_DATABASE_URL") or None,
+            secret=env.get("MANAGER_SECRET") or None,
+            host=env.get("MANAGER_HOST", DEFAULT_HOST),
+            port=_int_env("MANAGER_PORT", DEFAULT_PORT),
+            public_url=env.get("MANAGER_PUBLIC_URL") or None,
+            hub_limit=_int_env("MANAGER_HUB_LIMIT", 0),
+            replica_id=env.get("MANAGER_REPLICA_ID") or f"{socket.gethostname()}-{os.getpid()}",
+            log_level=env.get("MANAGER_LOG_LEVEL", "info").lower(),
+        )
+
+    def with_overrides(self, **changes: object) -> Settings:
+        clean = {k: v for k, v in changes.items() if v is not None}
+        return replace(self, **clean)  # type: ignore[arg-type]
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return normalise_database_url(self.database_url)
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'manager.db').resolve()}"
+
+    @property
+    def effective_public_url(self) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        return f"http://{self.host}:{self.port}"
+
+
+def normalise_database_url(url: str) -> str:
+    """Accept the URLs operators usually have and pick the async driver for them."""
+    for plain, driver in (
+        ("postgres://", "postgresql+asyncpg://"),
+        ("postgresql://", "postgresql+asyncpg://"),
+        ("sqlite:///", "sqlite+aiosqlite:///"),
+    ):
+        if url.startswith(plain):
+            return driver + url[len(plain) :]
+    return url

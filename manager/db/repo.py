@@ -1,0 +1,138 @@
+"""Small query functions over the models; callers own the transaction and commit.
+
+Every function takes an `AsyncSession` first so services can group several calls in one
+transaction; nothing here applies business rules (limits, permissions) or commits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from manager.db.models import AccessKey, ApiToken, AuditEvent, Hub, Organization, Space
+
+# organizations and spaces
+
+
+async def get_org(s: AsyncSession, org_id: str) -> Organization | None:
+    return await s.get(Organization, org_id)
+
+
+async def list_orgs(s: AsyncSession) -> Sequence[Organization]:
+    return (await s.scalars(select(Organization).order_by(Organization.created_ms))).all()
+
+
+async def get_space(s: AsyncSession, space_id: str) -> Space | None:
+    return await s.get(Space, space_id)
+
+
+async def list_spaces(s: AsyncSession, org_id: str | None = None) -> Sequence[Space]:
+    q = select(Space).order_by(Space.created_ms, Space.id)
+    if org_id is not None:
+        q = q.where(Space.org_id == org_id)
+    return (await s.scalars(q)).all()
+
+
+async def count_spaces(s: AsyncSession) -> int:
+    return int(await s.scalar(select(func.count()).select_from(Space)) or 0)
+
+
+# tokens
+
+
+async def get_token(s: AsyncSession, token_id: str) -> ApiToken | None:
+    return await s.get(ApiToken, token_id)
+
+
+async def list_tokens(s: AsyncSession, org_id: str | None = None) -> Sequence[ApiToken]:
+    q = select(ApiToken).order_by(ApiToken.created_ms)
+    if org_id is not None:
+        q = q.where(ApiToken.org_id == org_id)
+    return (await s.scalars(q)).all()
+
+
+# access keys
+
+
+async def live_access_keys(s: AsyncSession, space_id: str) -> Sequence[AccessKey]:
+    q = (
+        select(AccessKey)
+        .where(AccessKey.space_id == space_id, AccessKey.revoked_ms.is_(None))
+        .order_by(AccessKey.created_ms)
+    )
+    return (await s.scalars(q)).all()
+
+
+async def access_key_by_prefix(s: AsyncSession, prefix: str) -> AccessKey | None:
+    return await s.scalar(select(AccessKey).where(AccessKey.prefix == prefix))
+
+
+async def access_key_by_created(
+    s: AsyncSession, space_id: str, created_ms: int
+) -> AccessKey | None:
+    q = select(AccessKey).where(AccessKey.space_id == space_id, AccessKey.created_ms == created_ms)
+    return await s.scalar(q)
+
+
+async def latest_access_key_created(s: AsyncSession, space_id: str) -> int:
+    q = select(func.max(AccessKey.created_ms)).where(AccessKey.space_id == space_id)
+    return int(await s.scalar(q) or 0)
+
+
+# hubs
+
+
+async def get_hub(s: AsyncSession, space_id: str, hub_id: str) -> Hub | None:
+    return await s.scalar(select(Hub).where(Hub.space_id == space_id, Hub.hub_id == hub_id))
+
+
+async def list_hubs(s: AsyncSession, space_id: str) -> Sequence[Hub]:
+    q = select(Hub).where(Hub.space_id == space_id).order_by(Hub.created_ms, Hub.id)
+    return (await s.scalars(q)).all()
+
+
+async def hub_ids_in_space(s: AsyncSession, space_id: str) -> set[str]:
+    return set((await s.scalars(select(Hub.hub_id).where(Hub.space_id == space_id))).all())
+
+
+async def mark_replica_hubs_disconnected(
+    s: AsyncSession, replica: str | None, now_ms: int, reason: str
+) -> int:
+    """Hubs a crashed replica left 'connected' are not: its tunnels died with it."""
+    q = update(Hub).where(Hub.connected.is_(True))
+    if replica is not None:
+        q = q.where(Hub.replica == replica)
+    res = await s.execute(
+        q.values(
+            connected=False, last_disconnected_ms=now_ms, disconnect_reason=reason, replica=None
+        )
+    )
+    return int(getattr(res, "rowcount", 0) or 0)
+
+
+async def save_loads(s: AsyncSession, rows: Iterable[tuple[int, dict[str, Any], int]]) -> None:
+    for pk, load, at_ms in rows:
+        await s.execute(update(Hub).where(Hub.id == pk).values(last_load=load, last_load_ms=at_ms))
+
+
+# audit
+
+
+async def add_audit(s: AsyncSession, event: AuditEvent) -> None:
+    s.add(event)
+
+
+async def audit_events(
+    s: AsyncSession,
+    *,
+    space_ids: Sequence[str] | None = None,
+    after_id: int = 0,
+    limit: int = 1000,
+) -> Sequence[AuditEvent]:
+    q = select(AuditEvent).where(AuditEvent.id > after_id).order_by(AuditEvent.id).limit(limit)
+    if space_ids is not None:
+        q = q.where(AuditEvent.space_id.in_(list(space_ids)))
+    return (await s.scalars(q)).all()

@@ -1,0 +1,45 @@
+"""The shared objects one manager process runs on, built once and handed to web and CLI."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from manager.config import Settings
+from manager.db.engine import make_engine, make_sessionmaker
+from manager.hubs.registry import HubRegistry
+from manager.services.access_keys import AccessKeyService
+from manager.services.server_secret import load_or_create_secret
+from manager.services.tokens import TokenService
+
+
+@dataclass
+class Services:
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    secret: bytes
+    tokens: TokenService
+    keys: AccessKeyService
+    registry: HubRegistry
+    started: float = field(default_factory=time.monotonic)
+
+    @classmethod
+    def build(cls, settings: Settings) -> Services:
+        engine = make_engine(settings.effective_database_url)
+        sessions = make_sessionmaker(engine)
+        secret = load_or_create_secret(settings.data_dir, settings.secret)
+        return cls(
+            settings=settings,
+            engine=engine,
+            sessions=sessions,
+            secret=secret,
+            tokens=TokenService(sessions),
+            keys=AccessKeyService(secret),
+            registry=HubRegistry(settings.healthy_after_s),
+        )
+
+    async def aclose(self) -> None:
+        await self.engine.dispose()

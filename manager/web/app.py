@@ -1,0 +1,47 @@
+"""The Starlette application, assembled as data: routes, middleware, error handlers, lifespan."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from manager.services.context import Services
+from manager.web import platform_routes, space_routes
+from manager.web.auth import AuthMiddleware
+from manager.web.errors import HANDLERS
+
+
+async def root(_request: Request) -> Response:
+    return JSONResponse({"service": "space-manager", "api": "/api/v1"})
+
+
+def create_app(svc: Services, *, own_services: bool = False) -> Starlette:
+    """Build the app around `svc`; with `own_services` the lifespan disposes of them."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            if own_services:
+                await svc.aclose()
+
+    app = Starlette(
+        routes=[
+            Route("/", root, methods=["GET"]),
+            Route("/healthz", root, methods=["GET"]),
+            *platform_routes.routes,
+            *space_routes.routes,
+        ],
+        middleware=[Middleware(AuthMiddleware, tokens=svc.tokens)],
+        exception_handlers=HANDLERS,
+        lifespan=lifespan,
+    )
+    app.state.services = svc
+    return app

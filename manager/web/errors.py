@@ -1,0 +1,52 @@
+"""Every error leaves the API as JSON with the right status, never as a traceback."""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from manager.services.errors import ServiceError
+
+log = logging.getLogger("manager.web")
+
+FORBIDDEN_BODY = {"message": "Forbidden"}
+
+
+def error_response(status: int, message: str | None = None, **extra: Any) -> JSONResponse:
+    if status == 403:
+        return JSONResponse(FORBIDDEN_BODY, status_code=403)
+    text = message or HTTPStatus(status).phrase
+    return JSONResponse({"error": text, **extra}, status_code=status)
+
+
+async def service_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ServiceError)
+    return error_response(exc.status, exc.message)
+
+
+async def http_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    detail = exc.detail if exc.detail and exc.detail != HTTPStatus(exc.status_code).phrase else None
+    if exc.status_code == 404 and detail is None:
+        detail = "Not Found"
+    resp = error_response(exc.status_code, detail)
+    if exc.headers:
+        resp.headers.update(exc.headers)
+    return resp
+
+
+async def unexpected_error(request: Request, exc: Exception) -> Response:
+    log.error("unhandled error on %s %s: %r", request.method, request.url.path, exc)
+    return error_response(500, "Internal Server Error")
+
+
+HANDLERS = {
+    ServiceError: service_error,
+    HTTPException: http_error,
+    Exception: unexpected_error,
+}

@@ -1,0 +1,126 @@
+"""Space-level endpoints (space-api.md §3.2) over the aggregated Space view."""
+
+from __future__ import annotations
+
+import time
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount, Route
+
+from manager import __version__
+from manager.db import repo
+from manager.services import space_view
+from manager.services.errors import NotFound
+from manager.web.common import caller_space, services
+
+VERSION = {
+    "service": "@scramjet/manager",
+    "apiVersion": "v1",
+    "version": __version__,
+    "build": "source",
+}
+
+
+async def version(request: Request) -> Response:
+    await caller_space(request)
+    return JSONResponse(VERSION)
+
+
+async def load(request: Request) -> Response:
+    space = await caller_space(request)
+    return JSONResponse(space_view.load(services(request).registry, space.id))
+
+
+async def hub_list(request: Request) -> Response:
+    space = await caller_space(request)
+    svc = services(request)
+    async with svc.sessions() as s:
+        rows = await repo.list_hubs(s, space.id)
+    return JSONResponse(space_view.hub_list(rows, svc.registry, space.id))
+
+
+async def hub_info(request: Request) -> Response:
+    space = await caller_space(request)
+    svc = services(request)
+    hub_id = request.path_params["hub"]
+    async with svc.sessions() as s:
+        row = await repo.get_hub(s, space.id, hub_id)
+    if row is None:
+        raise NotFound(f"Hub {hub_id} not found")
+    live = svc.registry.get(space.id, hub_id)
+    return JSONResponse(space_view.hub_info(row, live, svc.registry, time.monotonic()))
+
+
+async def config(request: Request) -> Response:
+    space = await caller_space(request)
+    settings = services(request).settings
+    return JSONResponse(
+        {
+            "config": {
+                "id": space.id,
+                "orgId": space.org_id,
+                "name": space.name,
+                "apiBase": "/api/v1",
+                "hubLimit": settings.hub_limit,
+                "healthyAfterSeconds": settings.healthy_after_s,
+                "version": __version__,
+            }
+        }
+    )
+
+
+async def sequences(request: Request) -> Response:
+    space = await caller_space(request)
+    return JSONResponse(space_view.sequences(services(request).registry, space.id))
+
+
+async def instances(request: Request) -> Response:
+    space = await caller_space(request)
+    return JSONResponse(space_view.instances(services(request).registry, space.id))
+
+
+async def topics(request: Request) -> Response:
+    space = await caller_space(request)
+    return JSONResponse(space_view.topics(services(request).registry, space.id))
+
+
+async def entities(request: Request) -> Response:
+    space = await caller_space(request)
+    svc = services(request)
+    async with svc.sessions() as s:
+        rows = await repo.list_hubs(s, space.id)
+    ids = [r.hub_id for r in rows]
+    return JSONResponse(space_view.entities(svc.registry, space.id, ids))
+
+
+async def health(request: Request) -> Response:
+    await caller_space(request)
+    svc = services(request)
+    return JSONResponse(
+        {
+            "uptime": round(time.monotonic() - svc.started, 3),
+            "timestamp": int(time.time() * 1000),
+            "modules": {"database": True, "tunnels": True},
+        }
+    )
+
+
+routes = [
+    Mount(
+        "/api/v1/space/{space}/api/v1",
+        routes=[
+            Route("/version", version, methods=["GET"]),
+            Route("/load", load, methods=["GET"]),
+            Route("/load-check", load, methods=["GET"]),
+            Route("/list", hub_list, methods=["GET"]),
+            Route("/sth/{hub}/info", hub_info, methods=["GET"]),
+            Route("/config", config, methods=["GET"]),
+            Route("/sequences", sequences, methods=["GET"]),
+            Route("/instances", instances, methods=["GET"]),
+            Route("/topics", topics, methods=["GET"]),
+            Route("/entities", entities, methods=["GET"]),
+            Route("/health", health, methods=["GET"]),
+        ],
+    )
+]
