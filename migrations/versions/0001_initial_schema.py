@@ -35,7 +35,9 @@ def upgrade() -> None:
         sa.Column("name", sa.String(200), nullable=False),
         sa.Column("created_ms", sa.BigInteger(), nullable=False),
         sa.ForeignKeyConstraint(
-            ["org_id"], ["organizations.id"], name="fk_spaces_org_id_organizations",
+            ["org_id"],
+            ["organizations.id"],
+            name="fk_spaces_org_id_organizations",
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name="pk_spaces"),
@@ -51,7 +53,9 @@ def upgrade() -> None:
         sa.Column("created_ms", sa.BigInteger(), nullable=False),
         sa.Column("revoked_ms", sa.BigInteger(), nullable=True),
         sa.ForeignKeyConstraint(
-            ["org_id"], ["organizations.id"], name="fk_api_tokens_org_id_organizations",
+            ["org_id"],
+            ["organizations.id"],
+            name="fk_api_tokens_org_id_organizations",
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name="pk_api_tokens"),
@@ -71,9 +75,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name="pk_access_keys"),
         sa.UniqueConstraint("prefix", name="uq_access_keys_prefix"),
-        sa.UniqueConstraint(
-            "space_id", "created_ms", name="uq_access_keys_space_id_created_ms"
-        ),
+        sa.UniqueConstraint("space_id", "created_ms", name="uq_access_keys_space_id_created_ms"),
     )
     op.create_index("ix_access_keys_space_id", "access_keys", ["space_id"])
     op.create_table(
@@ -95,7 +97,9 @@ def upgrade() -> None:
         sa.Column("last_load_ms", sa.BigInteger(), nullable=True),
         sa.Column("network_info", sa.JSON(), nullable=True),
         sa.ForeignKeyConstraint(
-            ["access_key_id"], ["access_keys.id"], name="fk_hubs_access_key_id_access_keys",
+            ["access_key_id"],
+            ["access_keys.id"],
+            name="fk_hubs_access_key_id_access_keys",
             ondelete="SET NULL",
         ),
         sa.ForeignKeyConstraint(

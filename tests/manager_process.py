@@ -1,0 +1,83 @@
+"""Runs `space-manager serve` as a real process on a free loopback port, for end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import free_port
+
+BIN = Path(sys.executable).parent / "space-manager"
+TOKEN_LINE = re.compile(r"^\s+(ey[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+)\s*$", re.M)
+
+
+class ManagerProcess:
+    def __init__(
+        self, data_dir: Path, *, port: int | None = None, env: dict[str, str] | None = None
+    ):
+        self.data_dir = data_dir
+        self.port = port or free_port()
+        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        self.proc: subprocess.Popen[str] | None = None
+        self.log_path = data_dir.parent / f"manager-{self.port}.log"
+        self.stdout = ""
+        self.starts = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._log = self.log_path.open("a")
+        out_path = self.log_path.with_suffix(f".out{self.starts}")
+        self.starts += 1
+        self._out = out_path.open("w")
+        self.proc = subprocess.Popen(
+            [str(BIN), "--data-dir", str(self.data_dir), "serve", "--port", str(self.port)],
+            stdout=self._out,
+            stderr=self._log,
+            text=True,
+            env=self.env,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"manager exited: {self.log_path.read_text()[-2000:]}")
+            try:
+                httpx.get(f"{self.url}/healthz", timeout=1)
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        else:
+            raise RuntimeError("manager did not start in time")
+        self.stdout = out_path.read_text()
+
+    def token(self) -> str | None:
+        m = TOKEN_LINE.search(self.stdout)
+        return m.group(1) if m else None
+
+    def stop(self, sig: str = "term") -> None:
+        if self.proc is None:
+            return
+        if sig == "kill":
+            self.proc.kill()
+        else:
+            self.proc.terminate()
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+        self._log.close()
+        self._out.close()
+
+    def logs(self) -> str:
+        return self.log_path.read_text() if self.log_path.exists() else ""

@@ -1,0 +1,103 @@
+"""The operator CLI and `serve` as a real process: first-start bootstrap, restart, admin commands."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+import httpx
+from click.testing import CliRunner
+
+from manager.cli.main import cli
+from manager.db import migrate
+from tests.manager_process import ManagerProcess
+
+
+def _invoke(runner: CliRunner, data_dir: Path, *args: str) -> str:
+    result = runner.invoke(cli, ["--data-dir", str(data_dir), *args], catch_exceptions=False)
+    assert result.exit_code == 0, result.output + (result.stderr or "")
+    return result.stdout
+
+
+def test_admin_commands(tmp_path: Path, monkeypatch):
+    monkeypatch.delenv("MANAGER_DATABASE_URL", raising=False)
+    data = tmp_path / "data"
+    runner = CliRunner()
+    _invoke(runner, data, "db", "upgrade")
+    org_id = _invoke(runner, data, "org", "create", "acme").strip()
+    assert org_id.startswith("org-")
+    space_id = _invoke(runner, data, "space", "create", "--org", org_id).strip()
+    assert space_id == f"{org_id}-manager"
+    spaces = [json.loads(x) for x in _invoke(runner, data, "space", "list").splitlines()]
+    assert spaces == [{"id": space_id, "orgId": org_id, "name": space_id}]
+
+    token = _invoke(runner, data, "token", "create", "--org", org_id).strip()
+    assert token.count(".") == 2
+
+    keys = []
+    for i in range(5):
+        result = runner.invoke(
+            cli,
+            [
+                "--data-dir",
+                str(data),
+                "access-key",
+                "create",
+                "--space",
+                space_id,
+                "--description",
+                f"k{i}",
+            ],
+        )
+        assert result.exit_code == 0
+        keys.append(result.stdout.strip())
+        assert f"--platform-space {org_id}:{space_id}" in result.stderr
+    sixth = runner.invoke(
+        cli, ["--data-dir", str(data), "access-key", "create", "--space", space_id]
+    )
+    assert sixth.exit_code != 0 and "5 access keys" in sixth.output
+
+    listed = [
+        json.loads(x)
+        for x in _invoke(runner, data, "access-key", "list", "--space", space_id).splitlines()
+    ]
+    assert [k["description"] for k in listed] == [f"k{i}" for i in range(5)]
+    assert not any(key in json.dumps(listed) for key in keys)
+
+    _invoke(runner, data, "access-key", "revoke", "--space", space_id, str(listed[0]["created"]))
+    out = _invoke(runner, data, "access-key", "revoke", "--space", space_id, "--all")
+    assert "revoked 4 key(s)" in out
+
+    secret = data / "server-secret"
+    assert stat.S_IMODE(os.stat(secret).st_mode) == 0o600
+
+
+def test_serve_bootstraps_once_and_survives_restart(tmp_path: Path, monkeypatch):
+    monkeypatch.delenv("MANAGER_DATABASE_URL", raising=False)
+    manager = ManagerProcess(tmp_path / "data")
+    manager.start()
+    try:
+        token = manager.token()
+        assert token, manager.stdout
+        assert "si config set json" in manager.stdout and f"{manager.url}/api/v1" in manager.stdout
+        resp = httpx.get(
+            f"{manager.url}/api/v1/spaces", headers={"Authorization": f"Bearer {token}"}
+        )
+        assert resp.status_code == 200
+        space_id = resp.json()[0]["id"]
+    finally:
+        manager.stop()
+    assert token not in manager.logs()
+
+    manager.start()
+    try:
+        assert manager.token() is None, "the token must be printed only on the first start"
+        resp = httpx.get(
+            f"{manager.url}/api/v1/spaces", headers={"Authorization": f"Bearer {token}"}
+        )
+        assert resp.json()[0]["id"] == space_id
+    finally:
+        manager.stop()
+    migrate.check(f"sqlite+aiosqlite:///{(tmp_path / 'data' / 'manager.db').resolve()}")
