@@ -1,4 +1,4 @@
-"""The operator CLI and `serve` as a real process: first-start bootstrap, restart, admin commands."""
+"""The operator CLI and `serve` as a real process: first-start bootstrap, restart, admin."""
 
 from __future__ import annotations
 
