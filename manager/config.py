@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 DEFAULT_HOST = "127.0.0.1"
@@ -36,7 +36,7 @@ class Settings:
     port: int = DEFAULT_PORT
     public_url: str | None = None
     hub_limit: int = 0
-    replica_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    replica_id: str | None = None
     log_level: str = "info"
     healthy_after_s: float = 15.0
     load_flush_s: float = 10.0
@@ -59,6 +59,11 @@ class Settings:
     def with_overrides(self, **changes: object) -> Settings:
         clean = {k: v for k, v in changes.items() if v is not None}
         return replace(self, **clean)  # type: ignore[arg-type]
+
+    @property
+    def replica(self) -> str:
+        """Stable across restarts, so a restarted replica can release the Hubs it held."""
+        return self.replica_id or f"{socket.gethostname()}:{self.port}"
 
     @property
     def effective_database_url(self) -> str:

@@ -33,6 +33,8 @@ class LiveHub:
     state: HubState = field(init=False)
     connected_at: float = field(default_factory=time.monotonic)
     control_open: bool = False
+    db_id: int | None = None
+    load_dirty: bool = False
 
     def __post_init__(self) -> None:
         self.state = HubState(hub_id=self.hub_id)

@@ -8,11 +8,16 @@ It must not queue frames or emit events; the connection decides what is said and
 
 from __future__ import annotations
 
+from collections.abc import Container
 from dataclasses import dataclass
+from typing import Final
 
+from manager.mux.errors import UsageError
 from manager.mux.frames import SEQ_MASK, SEQ_MODULUS
 
-__all__ = ["ChannelState"]
+__all__ = ["CHANNEL_SPACE", "ChannelNumbers", "ChannelState"]
+
+CHANNEL_SPACE: Final = 1 << 31  # each end allocates from one half of the u32 number space
 
 
 @dataclass(slots=True)
@@ -77,3 +82,24 @@ class ChannelState:
             return None
         self.last_status = status
         return status
+
+
+class ChannelNumbers:
+    """Numbers for channels we open: counting up through our half of the space (the high half
+    by default, away from the STH's 0, 1, 2... spec §3.3), skipping numbers in use and
+    wrapping within the half, so a number is only reused after 2**31 others."""
+
+    __slots__ = ("_base", "_next")
+
+    def __init__(self, *, high: bool, start: int = 0) -> None:
+        self._base = CHANNEL_SPACE if high else 0
+        self._next = start % CHANNEL_SPACE
+
+    def allocate(self, in_use: Container[int], in_use_count: int) -> int:
+        # Among in_use_count + 1 consecutive candidates at least one is free.
+        for _ in range(min(in_use_count + 1, CHANNEL_SPACE)):
+            number = self._base + self._next
+            self._next = (self._next + 1) % CHANNEL_SPACE
+            if number not in in_use:
+                return number
+        raise UsageError("no free channel numbers")

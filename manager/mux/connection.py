@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Final
 
-from manager.mux.channel import ChannelState
+from manager.mux.channel import ChannelNumbers, ChannelState
 from manager.mux.errors import ProtocolError, UsageError
 from manager.mux.events import (
     ChannelClosed,
@@ -51,7 +51,6 @@ __all__ = ["DEFAULT_MAX_HANDSHAKE_DATA", "DEFAULT_WINDOW", "MAX_DATA_PIECE", "Mu
 DEFAULT_WINDOW: Final = 256 * 1024
 DEFAULT_MAX_HANDSHAKE_DATA: Final = 64 * 1024
 MAX_DATA_PIECE: Final = 64 * 1024  # largest payload we put behind one DATA header
-_CHANNEL_SPACE: Final = 1 << 31  # each side allocates from one half of the u32 space
 
 _Handler = Callable[["Mux", ChannelState, bytes], None]
 
@@ -71,9 +70,8 @@ class Mux:
         if max_handshake_data < 0:
             raise UsageError(f"max_handshake_data must not be negative: {max_handshake_data}")
         self._window = window
-        self._channel_base = _CHANNEL_SPACE if high_channels else 0
-        self._next_channel = 0  # offset from _channel_base of the next number to try
-        header_limit = max(max_handshake_data + MIN_BODY_LENGTH[HANDSHAKE], 13)
+        self._numbers = ChannelNumbers(high=high_channels)
+        header_limit = max(max_handshake_data + MIN_BODY_LENGTH[HANDSHAKE], max(MIN_BODY_LENGTH))
         self._reader = FrameReader(max_header=header_limit, max_payload=max(window, header_limit))
         self._channels: dict[int, ChannelState] = {}
         self._payload_channel: ChannelState | None = None  # owner of the payload being read
@@ -129,7 +127,8 @@ class Mux:
             items.close()  # release the view on ``data`` now, not at garbage collection
 
     def receive_eof(self) -> None:
-        """The carrier ended: every channel ends in error so that its readers wake up."""
+        """The carrier ended: no END can arrive any more, so every channel the peer had not
+        ended ends in error and all are closed, which wakes up anyone waiting on them."""
         self._shut_down()
 
     def events_received(self) -> list[Event]:
@@ -148,7 +147,7 @@ class Mux:
         """Allocate a number and queue our HANDSHAKE; wait for HandshakeCompleted to send."""
         if self._closed:
             raise UsageError("connection is closed")
-        number = self._allocate_number()
+        number = self._numbers.allocate(self._channels, len(self._channels))
         self._channels[number] = ChannelState(number, ours=True)
         self._outgoing.append(encode_handshake(number, self._window))
         return number
@@ -253,7 +252,7 @@ class Mux:
             self._forget(state)
 
     def _on_status(self, state: ChannelState, body: bytes) -> None:
-        fields = read_fields(body, 3 if len(body) >= 13 else 2)
+        fields = read_fields(body, 3 if len(body) >= MIN_BODY_LENGTH[STATUS] else 2)
         seq = fields[2] if len(fields) == 3 else 0  # a 9-byte PRE_HANDSHAKE has no seq
         before = state.allowance
         state.apply_window(fields[1], seq)
@@ -276,7 +275,7 @@ class Mux:
         expected = state.expected_seq(length)
         if state.data_seq != expected:
             raise ProtocolError(
-                f"bad data seq on channel {state.number}: {state.data_seq} != {expected}"
+                f"bad data seq on channel {state.number}: got {state.data_seq}, expected {expected}"
             )
         state.recv_seq = expected
         state.got_data = True
@@ -313,15 +312,6 @@ class Mux:
         if state.we_ended:
             raise UsageError(f"channel {channel}: already ended")
         return state
-
-    def _allocate_number(self) -> int:
-        # Among len+1 consecutive candidates at least one is free, so this loop is short.
-        for _ in range(min(len(self._channels) + 1, _CHANNEL_SPACE)):
-            number = self._channel_base + self._next_channel
-            self._next_channel = (self._next_channel + 1) % _CHANNEL_SPACE
-            if number not in self._channels:
-                return number
-        raise UsageError("no free channel numbers")
 
     def _forget(self, state: ChannelState) -> None:
         del self._channels[state.number]

@@ -9,7 +9,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from manager.config import Settings
 from manager.db.engine import make_engine, make_sessionmaker
+from manager.hubs.gate import HubGate
 from manager.hubs.registry import HubRegistry
+from manager.hubs.store import HubStore
+from manager.hubs.supervisor import HubSupervisor
 from manager.services.access_keys import AccessKeyService
 from manager.services.server_secret import load_or_create_secret
 from manager.services.tokens import TokenService
@@ -24,6 +27,9 @@ class Services:
     tokens: TokenService
     keys: AccessKeyService
     registry: HubRegistry
+    store: HubStore
+    supervisor: HubSupervisor
+    gate: HubGate
     started: float = field(default_factory=time.monotonic)
 
     @classmethod
@@ -31,14 +37,22 @@ class Services:
         engine = make_engine(settings.effective_database_url)
         sessions = make_sessionmaker(engine)
         secret = load_or_create_secret(settings.data_dir, settings.secret)
+        registry = HubRegistry(settings.healthy_after_s)
+        store = HubStore(sessions, settings.replica)
+        keys = AccessKeyService(secret)
+        supervisor = HubSupervisor(registry, store, load_flush_s=settings.load_flush_s)
+        keys.on_revoked = supervisor.on_keys_revoked
         return cls(
             settings=settings,
             engine=engine,
             sessions=sessions,
             secret=secret,
             tokens=TokenService(sessions),
-            keys=AccessKeyService(secret),
-            registry=HubRegistry(settings.healthy_after_s),
+            keys=keys,
+            registry=registry,
+            store=store,
+            supervisor=supervisor,
+            gate=HubGate(settings, registry, store, keys, secret),
         )
 
     async def aclose(self) -> None:

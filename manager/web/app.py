@@ -26,9 +26,11 @@ def create_app(svc: Services, *, own_services: bool = False) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        await svc.supervisor.start()
         try:
             yield
         finally:
+            await svc.supervisor.stop()
             if own_services:
                 await svc.aclose()
 
@@ -44,4 +46,5 @@ def create_app(svc: Services, *, own_services: bool = False) -> Starlette:
         lifespan=lifespan,
     )
     app.state.services = svc
+    svc.gate.app = app
     return app

@@ -6,12 +6,14 @@ import uvicorn
 
 from manager.config import Settings
 from manager.services.context import Services
+from manager.tunnel.connect import make_http_protocol
 from manager.web.app import create_app
 
 
-def build_config(settings: Settings, **extra: object) -> uvicorn.Config:
-    svc = Services.build(settings)
-    app = create_app(svc, own_services=True)
+def build_config(svc: Services, *, own_services: bool = True) -> uvicorn.Config:
+    """API, WebSocket and CONNECT tunnels on one listener (TLS options apply to all)."""
+    settings = svc.settings
+    app = create_app(svc, own_services=own_services)
     return uvicorn.Config(
         app,
         host=settings.host,
@@ -20,10 +22,11 @@ def build_config(settings: Settings, **extra: object) -> uvicorn.Config:
         proxy_headers=False,
         server_header=False,
         timeout_keep_alive=30,
-        **extra,  # type: ignore[arg-type]
+        http=make_http_protocol(svc.gate),
+        lifespan="on",
     )
 
 
 async def run_server(settings: Settings) -> None:
-    server = uvicorn.Server(build_config(settings))
+    server = uvicorn.Server(build_config(Services.build(settings)))
     await server.serve()

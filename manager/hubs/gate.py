@@ -1,0 +1,269 @@
+"""Admits Hub tunnels and runs each one: key proof, Hub id, limits, control channel.
+
+The tunnel layer calls `admit` with the CONNECT (or WebSocket) head; a 200 comes with
+`run`, which lives as long as the tunnel: it opens the control channel, decides the Hub's
+id, registers it, folds its messages into the Hub's state, and unregisters it at the end.
+Requests the Hub opens itself go to the Space API as that Hub's Space (spec §4.2).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.types import ASGIApp
+
+from manager.config import Settings
+from manager.db import repo
+from manager.hubs import keys
+from manager.hubs.control import ControlDecoder
+from manager.hubs.link import TunnelLink
+from manager.hubs.registry import HubRegistry, LiveHub
+from manager.hubs.state import ID_DROP, LIMIT_EXCEEDED, LOAD, STH_ID
+from manager.hubs.store import HubStore
+from manager.services.access_keys import AccessKeyService
+from manager.services.common import MAX_DESCRIPTION, org_id_of
+from manager.services.principal import Principal
+from manager.tunnel.channel import Channel
+from manager.tunnel.connect import Admission, ConnectRequest
+from manager.tunnel.errors import TunnelError
+from manager.tunnel.http import ControlStream, serve_http
+from manager.tunnel.session import TunnelSession
+
+log = logging.getLogger("manager.hubs")
+
+FIRST_FRAME_DELAY_S = 0.25
+CONTROL_OPEN_TIMEOUT_S = 5.0
+ALIVE_WITHIN_S = 7.0  # a live Hub sends LOAD every 5 s
+_HUB_ID = re.compile(r"^[A-Za-z0-9_.:@+-]{1,200}$")
+_CPM_PATH = re.compile(r"^/api/v1/cpm/([^/]+)/api/v1(/.*)?$")
+
+
+@dataclass(frozen=True, slots=True)
+class HubHello:
+    """Who the tunnel says it is, once its key is checked."""
+
+    space_id: str
+    requested_id: str
+    description: str
+    tags: list[str]
+    key_id: int
+    source: str
+
+
+class HubGate:
+    def __init__(
+        self,
+        settings: Settings,
+        registry: HubRegistry,
+        store: HubStore,
+        access_keys: AccessKeyService,
+        secret: bytes,
+    ) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.store = store
+        self.access_keys = access_keys
+        self.secret = secret
+        self.proofs = keys.ProofCache()
+        self.limiter = keys.FailureLimiter()
+        self.app: ASGIApp | None = None
+
+    # admission
+
+    async def admit(self, request: ConnectRequest) -> Admission:
+        hello = await self.check(request.target, request.headers, request.peer)
+        if isinstance(hello, int):
+            return Admission(status=hello)
+        name = f"hub {hello.requested_id or '?'}@{hello.space_id} from {request.peer}"
+
+        async def run(session: TunnelSession) -> None:
+            await self.run_hub(session, hello)
+
+        return Admission(status=200, run=run, name=name)
+
+    async def check(self, target: str, headers: dict[str, str], peer: str) -> HubHello | int:
+        """The Hub's identity, or the status to refuse it with (403 stops a real Hub)."""
+        if self.limiter.blocked(peer):
+            log.warning("tunnel from %s refused: too many failed key proofs", peer)
+            return 429
+        space_id = _space_of(target)
+        if space_id is None:
+            log.warning("tunnel from %s refused: bad target %r", peer, target[:200])
+            return 403
+        key_id = await self._check_key(space_id, headers.get("authorization", ""))
+        if key_id is None:
+            self.limiter.failed(peer)
+            log.warning("tunnel from %s to %s refused: wrong or unknown key", peer, space_id)
+            return 403
+        return HubHello(
+            space_id=space_id,
+            requested_id=headers.get("x-sth-id", "").strip(),
+            description=headers.get("x-sth-description", "")[:MAX_DESCRIPTION],
+            tags=_tags(headers.get("x-sth-tags", "")),
+            key_id=key_id,
+            source=peer,
+        )
+
+    async def _check_key(self, space_id: str, authorization: str) -> int | None:
+        if authorization[:7].lower() == "bearer ":
+            value = authorization[7:].strip()
+            if not keys.key_matches(self.secret, value):
+                return None
+            prefix = value[: keys.PREFIX_LEN]
+            proof = None
+        else:
+            try:
+                proof = keys.parse_authorization(authorization)
+            except keys.ProofFormatError:
+                return None
+            prefix = proof.key_prefix
+        async with self.store.sessions() as s:
+            row = await repo.access_key_by_prefix(s, prefix)
+        if row is None or row.space_id != space_id or row.revoked_ms is not None:
+            return None
+        if proof is not None and not await self.proofs.verify(proof, self.access_keys.key_for(row)):
+            return None
+        return row.id
+
+    # the life of one tunnel
+
+    async def run_hub(self, session: TunnelSession, hello: HubHello) -> None:
+        session.on_channel = self._serve_hub_request(hello.space_id)
+        await asyncio.sleep(FIRST_FRAME_DELAY_S)
+        try:
+            channel = await session.open_channel(timeout=CONTROL_OPEN_TIMEOUT_S)
+            control = ControlStream(channel)
+            await control.start()
+        except TunnelError as exc:
+            log.warning("%s: no control channel (%s); closing", session.name, exc)
+            return
+        link = TunnelLink(session, control)
+        hub_id = await self._claim_id(hello, link)
+        if hub_id is None:
+            return
+        hub = LiveHub(hello.space_id, hub_id, link, access_key_id=hello.key_id, source=hello.source)
+        session.name = f"hub {hub_id}@{hello.space_id}"
+        if not self.registry.attach(hub):
+            await link.send_and_close(ID_DROP, "id taken")
+            return
+        reason = "tunnel closed"
+        try:
+            await self.store.connected(hub, hello.description, hello.tags)
+            log.info("%s connected from %s", session.name, hello.source)
+            if hub_id != hello.requested_id:
+                await link.send_control(STH_ID, {"id": hub_id})
+            reason = await self._read_control(hub, control, session)
+        finally:
+            reason = session.close_reason or reason
+            session.close(reason)
+            log.info("%s disconnected: %s", session.name, reason)
+            try:
+                await asyncio.shield(self.store.disconnected(hub, reason))
+            finally:
+                self.registry.detach(hub)
+
+    async def _claim_id(self, hello: HubHello, link: TunnelLink) -> str | None:
+        limit = self.settings.hub_limit
+        requested = hello.requested_id
+        if requested and not _HUB_ID.match(requested):
+            requested = ""
+        if requested:
+            existing = self.registry.get(hello.space_id, requested)
+            if existing is not None:
+                if _alive(existing):
+                    log.warning(
+                        "hub %s@%s: id already connected; dropping the newcomer",
+                        requested,
+                        hello.space_id,
+                    )
+                    await link.send_and_close(ID_DROP, "id already connected")
+                    return None
+                await existing.link.close("replaced by a new connection")
+                self.registry.detach(existing)
+        if limit and self.registry.count(hello.space_id) >= limit:
+            log.warning("space %s: Hub limit %d reached", hello.space_id, limit)
+            await link.send_and_close(LIMIT_EXCEEDED, "hub limit reached")
+            return None
+        if requested:
+            return requested
+        live = {h.hub_id for h in self.registry.in_space(hello.space_id)}
+        return await self.store.new_hub_id(hello.space_id, live)
+
+    async def _read_control(self, hub: LiveHub, control: ControlStream, s: TunnelSession) -> str:
+        decoder = ControlDecoder()
+        try:
+            async for chunk in control.response_body():
+                for msg in decoder.feed(chunk):
+                    if hub.state.apply(msg.code, msg.payload) and msg.code == LOAD:
+                        hub.load_dirty = True
+                if decoder.bad_lines and decoder.last_error:
+                    log.warning("%s: skipped a control line: %s", s.name, decoder.last_error)
+                    decoder.last_error = None
+        except TunnelError as exc:
+            return s.close_reason or f"control channel failed: {exc}"
+        return s.close_reason or "control channel ended"
+
+    # requests the Hub makes
+
+    def _serve_hub_request(self, space_id: str) -> Any:
+        principal = Principal(org_id=org_id_of(space_id), hub_space_id=space_id)
+
+        async def handle(channel: Channel) -> None:
+            if self.app is None:
+                channel.abort()
+                return
+            await serve_http(channel, _CpmRewrite(self.app, space_id), {"principal": principal})
+
+        return handle
+
+
+class _CpmRewrite:
+    """Maps the Hub's `/api/v1/cpm/<space>/api/v1/<rest>` onto our Space API (spec §4.2)."""
+
+    def __init__(self, app: ASGIApp, space_id: str) -> None:
+        self.app = app
+        self.space_id = space_id
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        match = _CPM_PATH.match(scope["path"])
+        if match is not None:
+            rest = match.group(2) or "/"
+            path = f"/api/v1/space/{match.group(1)}/api/v1{rest}"
+            scope = dict(scope, path=path, raw_path=path.encode())
+        await self.app(scope, receive, send)
+
+
+def _alive(hub: LiveHub) -> bool:
+    session = getattr(hub.link, "session", None)
+    if session is None:
+        return True
+    if session.is_closed:
+        return False
+    return bool(time.monotonic() - session.last_frame_at < ALIVE_WITHIN_S)
+
+
+def _space_of(target: str) -> str | None:
+    """`/[prefix/]api/v1/<org>/<space>/` → the Space id, if org and Space agree."""
+    parts = [p for p in target.split("?")[0].split("/") if p]
+    if len(parts) < 4 or parts[-4] != "api":
+        return None
+    org, space = parts[-2], parts[-1]
+    if not space or org_id_of(space) != org or len(space) > 120:
+        return None
+    return space
+
+
+def _tags(raw: str) -> list[str]:
+    try:
+        value = json.loads(raw) if raw else []
+    except ValueError:
+        return []
+    if not isinstance(value, list):
+        return []
+    return [str(t)[:100] for t in value if isinstance(t, str | int | float)][:50]

@@ -1,0 +1,107 @@
+"""Keeps the live Hub table honest: closes silent tunnels, flushes LOAD figures in batches,
+and drops Hubs whose access key was revoked (through the API at once, or by an operator's
+CLI or another replica within one sweep)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+
+from manager.db.models import AccessKey
+from manager.hubs.link import TunnelLink
+from manager.hubs.registry import HubRegistry, LiveHub
+from manager.hubs.state import KEY_REVOKED
+from manager.hubs.store import HubStore
+
+log = logging.getLogger("manager.hubs")
+
+
+class HubSupervisor:
+    def __init__(
+        self,
+        registry: HubRegistry,
+        store: HubStore,
+        *,
+        sweep_s: float = 2.5,
+        load_flush_s: float = 10.0,
+    ) -> None:
+        self.registry = registry
+        self.store = store
+        self.sweep_s = sweep_s
+        self.load_flush_s = load_flush_s
+        self._last_flush = time.monotonic()
+        self._task: asyncio.Task[None] | None = None
+        self._pending: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        released = await self.store.release_replica()
+        if released:
+            log.info("marked %d Hubs of the previous run disconnected", released)
+        self._task = asyncio.get_running_loop().create_task(self._loop())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.store.save_loads(list(self.registry))
+        for hub in list(self.registry):
+            await hub.link.close("manager shutting down")
+        # Let each tunnel's own task record its disconnect.
+        deadline = time.monotonic() + 5
+        while len(self.registry) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.sweep_s)
+            try:
+                await self.sweep()
+            except Exception as exc:  # a database hiccup must not stop supervision
+                log.warning("hub sweep failed: %r", exc)
+
+    async def sweep(self) -> None:
+        now = time.monotonic()
+        limit = self.registry.healthy_after_s
+        for hub in list(self.registry):
+            last = hub.state.load_at or hub.connected_at
+            if now - last > limit:
+                log.warning(
+                    "hub %s@%s: no LOAD for %.0f s; closing its tunnel",
+                    hub.hub_id,
+                    hub.space_id,
+                    now - last,
+                )
+                await hub.link.close(f"no LOAD for {limit:.0f} s")
+        if now - self._last_flush >= self.load_flush_s:
+            self._last_flush = now
+            dirty = [h for h in self.registry if h.load_dirty]
+            for hub in dirty:
+                hub.load_dirty = False
+            await self.store.save_loads(dirty)
+        key_ids = {h.access_key_id for h in self.registry if h.access_key_id is not None}
+        revoked = await self.store.revoked_among(key_ids)
+        if revoked:
+            self._drop(self.registry.joined_with(revoked))
+
+    async def on_keys_revoked(self, space_id: str, rows: Sequence[AccessKey]) -> None:
+        del space_id
+        self._drop(self.registry.joined_with({r.id for r in rows}))
+
+    def _drop(self, hubs: list[LiveHub]) -> None:
+        for hub in hubs:
+            log.info("hub %s@%s: access key revoked; dropping", hub.hub_id, hub.space_id)
+            task = asyncio.get_running_loop().create_task(self._revoke(hub))
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
+
+    @staticmethod
+    async def _revoke(hub: LiveHub) -> None:
+        if isinstance(hub.link, TunnelLink):
+            await hub.link.send_and_close(KEY_REVOKED, "access key revoked")
+        else:
+            await hub.link.send_control(KEY_REVOKED, {})
+            await hub.link.close("access key revoked")

@@ -1,0 +1,225 @@
+"""Pumps one carrier through a Mux and hands out Channels.
+
+The carrier (a CONNECT socket or a WebSocket) pushes bytes in with `feed`; frames go out
+through `Carrier.write` in the order the Mux queued them. Peer-opened channels are given to
+`on_channel` in their own task. Knows nothing of Spaces, keys or HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+from manager.mux import (
+    ChannelClosed,
+    ChannelEnded,
+    ChannelOpened,
+    ConnectionFailed,
+    DataReceived,
+    HandshakeCompleted,
+    Mux,
+    UsageError,
+    WindowUpdated,
+)
+from manager.tunnel.channel import Channel
+from manager.tunnel.errors import ChannelOpenTimeout, TooManyChannels, TunnelClosed
+
+log = logging.getLogger("manager.tunnel")
+
+DEFAULT_WINDOW = 256 * 1024
+KEEP_ALIVE_S = 30.0
+MAX_CHANNELS = 1024
+
+
+class Carrier(Protocol):
+    """The byte pipe under a session."""
+
+    def write(self, chunks: list[bytes]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+ChannelHandler = Callable[[Channel], Awaitable[None]]
+
+
+class TunnelSession:
+    def __init__(
+        self,
+        carrier: Carrier,
+        *,
+        name: str = "tunnel",
+        window: int = DEFAULT_WINDOW,
+        max_channels: int = MAX_CHANNELS,
+        on_channel: ChannelHandler | None = None,
+    ) -> None:
+        self.carrier = carrier
+        self.name = name
+        self.window = window
+        self.max_channels = max_channels
+        self.on_channel = on_channel
+        self.mux = Mux(window=window, high_channels=True)
+        self.channels: dict[int, Channel] = {}
+        self.last_frame_at = time.monotonic()
+        self.close_reason: str | None = None
+        self.closed = asyncio.Event()
+        self._carrier_ready = asyncio.Event()
+        self._carrier_ready.set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._keepalive = asyncio.get_running_loop().call_later(KEEP_ALIVE_S, self._keep_alive)
+
+    @property
+    def is_closed(self) -> bool:
+        return self.closed.is_set()
+
+    # carrier side
+
+    def feed(self, data: bytes) -> None:
+        if self.is_closed:
+            return
+        self.last_frame_at = time.monotonic()
+        self.mux.receive_data(data)
+        self._dispatch()
+        self.flush()
+
+    def feed_eof(self, reason: str = "carrier closed") -> None:
+        if self.is_closed:
+            return
+        self.mux.receive_eof()
+        self._dispatch()
+        self._finish(reason)
+
+    def pause_writing(self) -> None:
+        self._carrier_ready.clear()
+
+    def resume_writing(self) -> None:
+        self._carrier_ready.set()
+
+    def flush(self) -> None:
+        chunks = self.mux.data_to_send()
+        if chunks and not self.is_closed:
+            self.carrier.write(chunks)
+
+    # channel side
+
+    async def open_channel(self, timeout: float = 10.0) -> Channel:
+        if self.is_closed:
+            raise TunnelClosed(self.close_reason or "tunnel closed")
+        if len(self.channels) >= self.max_channels:
+            raise TooManyChannels(f"{self.name}: {self.max_channels} channels open")
+        number = self.mux.open_channel()
+        channel = Channel(self, number, ours=True)
+        self.channels[number] = channel
+        self.flush()
+        try:
+            await asyncio.wait_for(channel.opened.wait(), timeout)
+        except TimeoutError:
+            channel.abort()
+            raise ChannelOpenTimeout(f"{self.name}: no answer to channel {number}") from None
+        if self.is_closed:
+            raise TunnelClosed(self.close_reason or "tunnel closed")
+        return channel
+
+    async def writable(self) -> None:
+        await self._carrier_ready.wait()
+
+    def send(self, number: int, data: memoryview) -> int:
+        try:
+            sent = self.mux.send(number, data)
+        except UsageError as exc:
+            raise TunnelClosed(str(exc)) from None
+        if sent:
+            self.flush()
+        return sent
+
+    def end(self, number: int) -> None:
+        self.mux.end(number)
+        self._dispatch()
+        self.flush()
+
+    def consumed(self, number: int, n: int) -> None:
+        with contextlib.suppress(UsageError):
+            self.mux.consumed(number, n)
+        self.flush()
+
+    def close(self, reason: str) -> None:
+        """Drop the carrier and every channel on it."""
+        if self.is_closed:
+            return
+        self.mux.receive_eof()
+        self._dispatch()
+        self._finish(reason)
+
+    # internals
+
+    def _dispatch(self) -> None:
+        for event in self.mux.events_received():
+            if isinstance(event, DataReceived):
+                ch = self.channels.get(event.channel)
+                if ch is not None:
+                    ch.on_data(event.data)
+            elif isinstance(event, WindowUpdated):
+                ch = self.channels.get(event.channel)
+                if ch is not None:
+                    ch.on_window()
+            elif isinstance(event, ChannelOpened):
+                self._peer_opened(event.channel)
+            elif isinstance(event, HandshakeCompleted):
+                ch = self.channels.get(event.channel)
+                if ch is not None:
+                    ch.on_handshake()
+            elif isinstance(event, ChannelEnded):
+                ch = self.channels.get(event.channel)
+                if ch is not None:
+                    ch.on_end(event.error)
+            elif isinstance(event, ChannelClosed):
+                ch = self.channels.pop(event.channel, None)
+                if ch is not None:
+                    ch.on_closed()
+            elif isinstance(event, ConnectionFailed):
+                log.warning("%s: closing tunnel: %s", self.name, event.reason)
+                self._finish(f"protocol error: {event.reason}")
+                return
+
+    def _peer_opened(self, number: int) -> None:
+        channel = Channel(self, number, ours=False)
+        self.channels[number] = channel
+        if self.on_channel is None or len(self.channels) > self.max_channels:
+            channel.abort()
+            return
+        task = asyncio.get_running_loop().create_task(self._serve(channel))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _serve(self, channel: Channel) -> None:
+        assert self.on_channel is not None
+        try:
+            await self.on_channel(channel)
+        except Exception as exc:  # one bad request must not take the tunnel down
+            log.warning("%s: channel %d handler failed: %r", self.name, channel.number, exc)
+        finally:
+            channel.abort()
+
+    def _keep_alive(self) -> None:
+        if self.is_closed:
+            return
+        self.mux.keep_alive()
+        self.flush()
+        self._keepalive = asyncio.get_running_loop().call_later(KEEP_ALIVE_S, self._keep_alive)
+
+    def _finish(self, reason: str) -> None:
+        if self.is_closed:
+            return
+        self.close_reason = reason
+        self._keepalive.cancel()
+        for ch in list(self.channels.values()):
+            ch.on_closed(error=True)
+        self.channels.clear()
+        self.closed.set()
+        self._carrier_ready.set()
+        for task in list(self._tasks):
+            task.cancel()
+        self.carrier.close()
