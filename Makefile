@@ -27,8 +27,8 @@ run: $(STAMP)
 	$(BIN)/space-manager serve --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR)
 
 lint: $(STAMP)
-	$(BIN)/ruff check manager tests migrations bench
-	$(BIN)/ruff format --check manager tests migrations bench
+	$(BIN)/ruff check manager tests migrations $(wildcard bench)
+	$(BIN)/ruff format --check manager tests migrations $(wildcard bench)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy manager

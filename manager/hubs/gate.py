@@ -167,6 +167,7 @@ class HubGate:
                 await asyncio.shield(self.store.disconnected(hub, reason))
             finally:
                 self.registry.detach(hub)
+                await link.release()
 
     async def _claim_id(self, hello: HubHello, link: TunnelLink) -> str | None:
         limit = self.settings.hub_limit

@@ -7,9 +7,12 @@ import contextlib
 import logging
 from typing import Any
 
+import httpcore
+
 from manager.hubs.control import encode_message
 from manager.tunnel.errors import TunnelError
 from manager.tunnel.http import ControlStream
+from manager.tunnel.pool import make_pool
 from manager.tunnel.session import TunnelSession
 
 log = logging.getLogger("manager.hubs")
@@ -21,6 +24,21 @@ class TunnelLink:
     def __init__(self, session: TunnelSession, control: ControlStream) -> None:
         self.session = session
         self.control = control
+        self._pool: httpcore.AsyncConnectionPool | None = None
+
+    @property
+    def pool(self) -> httpcore.AsyncConnectionPool:
+        """Keep-alive HTTP connections (channels) to the Hub, made on first use."""
+        if self._pool is None:
+            self._pool = make_pool(self.session)
+        return self._pool
+
+    async def release(self) -> None:
+        """Drop the pool with the tunnel: its channels are gone."""
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            with contextlib.suppress(Exception):
+                await pool.aclose()
 
     async def send_control(self, code: int, payload: Any) -> None:
         with contextlib.suppress(TunnelError):

@@ -12,11 +12,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import httpcore
+
 from manager.hubs.state import HubState
 
 
 class HubLink(Protocol):
     """What the registry needs from a tunnel, whatever carries it."""
+
+    @property
+    def pool(self) -> httpcore.AsyncConnectionPool: ...
 
     async def send_control(self, code: int, payload: Any) -> None: ...
 

@@ -13,6 +13,7 @@ from manager.db import repo
 from manager.services import space_view
 from manager.services.errors import NotFound
 from manager.web.common import caller_space, services
+from manager.web.proxy import HubProxy
 
 VERSION = {
     "service": "@scramjet/manager",
@@ -121,6 +122,8 @@ routes = [
             Route("/topics", topics, methods=["GET"]),
             Route("/entities", entities, methods=["GET"]),
             Route("/health", health, methods=["GET"]),
+            Route("/sth/{hub}/api/v1", HubProxy()),
+            Route("/sth/{hub}/api/v1/{rest:path}", HubProxy()),
         ],
     )
 ]

@@ -1,0 +1,253 @@
+"""`/api/v1/space/S/api/v1/sth/H/api/v1/*` → the Hub's own `/api/v1/*`, through its tunnel.
+
+Bodies stream both ways with back-pressure (httpcore pulls the request body from the
+client as the channel window allows; the response is pushed to the client as uvicorn
+drains it), so nothing is held whole. The client leaving cancels the exchange, which ends
+the channel; the Hub leaving mid-stream ends the client's response.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from collections.abc import AsyncIterable, AsyncIterator
+
+import httpcore
+from starlette.requests import Request
+from starlette.types import Message, Receive, Scope, Send
+
+from manager.db import repo
+from manager.services.errors import Invalid, NotFound, ServiceError, Unavailable
+from manager.services.spaces import space_for
+from manager.web.common import services
+from manager.web.errors import error_response
+
+log = logging.getLogger("manager.proxy")
+
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"proxy-connection",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"expect",
+        b"host",
+        b"authorization",
+        b"cookie",
+        b"x-mw-billable",
+        b"content-length",
+    }
+)
+_PREFIX = re.compile(rb"^/api/v1/space/[^/]+/api/v1/sth/[^/]+/api/v1(/.*)?$")
+_BAD_ESCAPES = re.compile(rb"%(2f|5c|00)", re.IGNORECASE)
+
+
+class GatewayError(ServiceError):
+    status = 502
+
+
+class GatewayTimeout(ServiceError):
+    status = 504
+
+
+Headers = list[tuple[bytes, bytes]]
+
+
+def forwarded_headers(headers: Headers, requestor: str) -> Headers:
+    """The client's headers minus hop-by-hop ones (and those `Connection` names)."""
+    named = {
+        token.strip().lower()
+        for name, value in headers
+        if name.lower() == b"connection"
+        for token in value.split(b",")
+    }
+    out = [
+        (name, value)
+        for name, value in headers
+        if name.lower() not in HOP_BY_HOP
+        and name.lower() not in named
+        and not name.lower().startswith(b"proxy-")
+    ]
+    out.append((b"host", b"hub"))
+    out.append((b"x-mw-billable", requestor.encode()))
+    return out
+
+
+def returned_headers(headers: Headers) -> Headers:
+    named = {
+        token.strip().lower()
+        for name, value in headers
+        if name.lower() == b"connection"
+        for token in value.split(b",")
+    }
+    keep = HOP_BY_HOP - {b"content-length", b"authorization", b"cookie", b"x-mw-billable"}
+    return [
+        (name.lower(), value)
+        for name, value in headers
+        if name.lower() not in keep
+        and name.lower() not in named
+        and not name.lower().startswith(b"proxy-")
+    ]
+
+
+def hub_target(scope: Scope) -> bytes:
+    """The Hub-side request target, refusing paths that try to leave `/api/v1`."""
+    raw = scope.get("raw_path") or scope["path"].encode()
+    match = _PREFIX.match(raw)
+    if match is None:
+        raise NotFound("Not Found")
+    rest = match.group(1) or b"/"
+    if _BAD_ESCAPES.search(rest) or any(seg in (b"..", b".") for seg in rest.split(b"/")):
+        raise Invalid("Path segments '..', '.' and encoded slashes are not allowed")
+    if b"%2e" in rest.lower():
+        raise Invalid("Encoded dots are not allowed in paths")
+    target = b"/api/v1" + rest
+    if scope.get("query_string"):
+        target += b"?" + scope["query_string"]
+    return target
+
+
+class HubProxy:
+    """The ASGI endpoint for every method under a Hub's path."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
+        svc = services(request)
+        who = request.state.principal
+        space_id = request.path_params["space"]
+        hub_id = request.path_params["hub"]
+        target = hub_target(scope)
+        async with svc.sessions() as s:
+            space = await space_for(s, who, space_id)
+            live = svc.registry.get(space.id, hub_id)
+            if live is None:
+                known = await repo.get_hub(s, space.id, hub_id)
+                if known is None:
+                    raise NotFound(f"Hub {hub_id} not found")
+                raise Unavailable(f"Hub {hub_id} is not connected")
+        headers = forwarded_headers(list(scope["headers"]), who.requestor)
+        length = request.headers.get("content-length")
+        chunked = "chunked" in request.headers.get("transfer-encoding", "").lower()
+        if length is not None:
+            headers.append((b"content-length", length.encode()))
+        elif chunked:
+            headers.append((b"transfer-encoding", b"chunked"))
+        exchange = _Exchange(scope, receive, send, hub_id)
+        has_body = chunked or (length not in (None, "0"))
+        await exchange.run(live.link.pool, scope["method"], target, headers, has_body)
+
+
+class _ClientGone(Exception):
+    pass
+
+
+class _Exchange:
+    def __init__(self, scope: Scope, receive: Receive, send: Send, hub_id: str) -> None:
+        self.scope = scope
+        self.receive = receive
+        self.send = send
+        self.hub_id = hub_id
+        self.body_done = asyncio.Event()
+        self.started = False
+
+    async def body(self) -> AsyncIterator[bytes]:
+        while True:
+            message = await self.receive()
+            if message["type"] == "http.disconnect":
+                raise _ClientGone()
+            chunk = message.get("body", b"")
+            if chunk:
+                yield chunk
+            if not message.get("more_body", False):
+                break
+        self.body_done.set()
+
+    async def watch_client(self) -> None:
+        """After the request body, the only thing left to hear is the client leaving."""
+        await self.body_done.wait()
+        while True:
+            message: Message = await self.receive()
+            if message["type"] == "http.disconnect":
+                return
+
+    async def run(
+        self,
+        pool: httpcore.AsyncConnectionPool,
+        method: str,
+        target: bytes,
+        headers: list[tuple[bytes, bytes]],
+        has_body: bool,
+    ) -> None:
+        if not has_body:
+            self.body_done.set()
+        forward = asyncio.ensure_future(self.forward(pool, method, target, headers, has_body))
+        watcher = asyncio.ensure_future(self.watch_client())
+        try:
+            await asyncio.wait({forward, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            watcher.cancel()
+            if not forward.done():
+                forward.cancel()  # the client left: closing the stream ends the channel
+            with contextlib.suppress(asyncio.CancelledError, _ClientGone):
+                await forward
+
+    async def forward(
+        self,
+        pool: httpcore.AsyncConnectionPool,
+        method: str,
+        target: bytes,
+        headers: list[tuple[bytes, bytes]],
+        has_body: bool,
+    ) -> None:
+        url = httpcore.URL(scheme=b"http", host=b"hub", port=80, target=target)
+        content = self.body() if has_body else None
+        extensions = {"timeout": {"connect": 10.0, "pool": 60.0}}
+        try:
+            async with pool.stream(
+                method.encode(), url, headers=headers, content=content, extensions=extensions
+            ) as response:
+                await self._relay(response)
+        except _ClientGone:
+            return
+        except httpcore.ConnectTimeout:
+            await self._fail(504, f"Hub {self.hub_id} did not accept a channel in time")
+        except httpcore.PoolTimeout:
+            await self._fail(503, f"Hub {self.hub_id} is busy; try again")
+        except httpcore.ConnectError:
+            await self._fail(503, f"Hub {self.hub_id} is not connected")
+        except (httpcore.RemoteProtocolError, httpcore.LocalProtocolError) as exc:
+            await self._fail(502, f"Invalid response from Hub {self.hub_id}: {exc}")
+        except (httpcore.ReadError, httpcore.WriteError) as exc:
+            await self._fail(502, f"Hub {self.hub_id} went away: {exc}")
+
+    async def _relay(self, response: httpcore.Response) -> None:
+        await self.send(
+            {
+                "type": "http.response.start",
+                "status": response.status,
+                "headers": returned_headers(list(response.headers)),
+            }
+        )
+        self.started = True
+        stream = response.stream
+        assert isinstance(stream, AsyncIterable)
+        async for chunk in stream:
+            await self.send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await self.send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _fail(self, status: int, message: str) -> None:
+        if self.started:
+            # Headers are out: end the response where the Hub stopped.
+            log.info("hub %s: stream ended early: %s", self.hub_id, message)
+            with contextlib.suppress(Exception):
+                await self.send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
+        log.info("hub %s: %d %s", self.hub_id, status, message)
+        await error_response(status, message)(self.scope, self.receive, self.send)
