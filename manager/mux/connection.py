@@ -38,6 +38,7 @@ from manager.mux.frames import (
     STATUS,
     encode_data_header,
     encode_end,
+    encode_error_end,
     encode_handshake,
     encode_keep_alive,
     encode_payload,
@@ -166,13 +167,17 @@ class Mux:
             self._outgoing.append(encode_payload(piece))
         return total
 
-    def end(self, channel: int) -> None:
-        """Half-close our direction. Idempotent, and a no-op for channels already gone."""
+    def end(self, channel: int, *, error: bool = False) -> None:
+        """Half-close our direction. Idempotent, and a no-op for channels already gone.
+
+        With ``error`` the peer gets ERROR_END: a Node peer then destroys its side, which is
+        the only way to stop a response it would otherwise keep streaming into a half-open
+        channel (the Hub's HTTP server allows half-open connections)."""
         state = self._channels.get(channel)
         if state is None or not state.announced or state.we_ended or self._closed:
             return
         state.we_ended = True
-        self._outgoing.append(encode_end(channel))
+        self._outgoing.append(encode_error_end(channel) if error else encode_end(channel))
         if state.peer_ended:
             self._forget(state)
 

@@ -115,11 +115,14 @@ class Channel:
         self.session.end(self.number)
 
     def abort(self) -> None:
-        """Give up on the channel: end our side and drop what we did not read."""
+        """Give up on the channel: reset our side and drop what we did not read.
+
+        A clean, fully read exchange ends with END; anything else with ERROR_END, so the
+        Hub stops producing instead of streaming into a channel nobody reads."""
         self._discard = True
         dropped = len(self._inbox) + self._unreported
         self._inbox.clear()
         self._unreported = 0
         if dropped:
             self.session.consumed(self.number, dropped)
-        self.session.end(self.number)
+        self.session.end(self.number, error=not self._eof)

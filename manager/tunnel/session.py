@@ -135,8 +135,8 @@ class TunnelSession:
             self.flush()
         return sent
 
-    def end(self, number: int) -> None:
-        self.mux.end(number)
+    def end(self, number: int, *, error: bool = False) -> None:
+        self.mux.end(number, error=error)
         self._dispatch()
         self.flush()
 

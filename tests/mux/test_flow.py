@@ -352,3 +352,14 @@ def test_bad_constructor_arguments() -> None:
         Mux(window=WRAP)
     with pytest.raises(UsageError):
         Mux(max_handshake_data=-1)
+
+
+def test_end_with_error_sends_error_end_once() -> None:
+    mux, chan = opened(16384)
+    mux.end(chan, error=True)
+    assert mux.data_to_send() == [struct.pack(">IBI", 5, 6, chan)]
+    mux.end(chan)
+    mux.end(chan, error=True)
+    assert mux.data_to_send() == []
+    mux.receive_data(encode_end(chan))
+    assert any(isinstance(e, ChannelClosed) for e in mux.events_received())
