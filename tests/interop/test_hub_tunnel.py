@@ -11,8 +11,8 @@ import time
 import h11
 
 from manager.tunnel.channel import Channel
-from tests.interop.conftest import RunningManager
 from tests.interop.peer import HubPeer
+from tests.running import RunningManager
 
 
 async def _wait_hub(manager: RunningManager, hub_id: str, timeout: float = 15, **want) -> dict:

@@ -11,8 +11,8 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from tests.interop.conftest import RunningManager
 from tests.interop.peer import HubPeer
+from tests.running import RunningManager
 
 MiB = 1 << 20
 

@@ -7,9 +7,9 @@ import json
 import time
 from pathlib import Path
 
-from tests.interop.conftest import RunningManager
 from tests.interop.peer import HubPeer
 from tests.interop.si import Si
+from tests.running import RunningManager
 
 
 async def test_si_space_ls_and_hub_ls(manager: RunningManager, tmp_path: Path):

@@ -27,14 +27,27 @@ const { parseArgs } = require("util");
 function emit(obj) {
     fs.writeSync(1, `${JSON.stringify(obj)}\n`);
 }
+// The Host's pretty printer always adds ANSI colours: strip them.
+const { Writable } = require("stream");
+const ANSI = /\x1b\[[0-9;]*m/g;
+const logSink = new Writable({
+    decodeStrings: false,
+    write(chunk, _enc, cb) {
+        const text = String(chunk).replace(ANSI, "");
+        if (process.stderr.write(text)) cb();
+        else process.stderr.once("drain", cb);
+    },
+});
+logSink.fd = 2;
+logSink.isTTY = false;
 Object.defineProperty(process, "stdout", {
     configurable: true,
     enumerable: true,
-    get: () => process.stderr,
+    get: () => logSink,
 });
 
 function log(...args) {
-    process.stderr.write(`[start-host] ${args.join(" ")}\n`);
+    process.stderr.write(`${new Date().toISOString()} [start-host] ${args.join(" ")}\n`);
 }
 
 function freePort(host) {
@@ -84,9 +97,11 @@ async function main() {
         return;
     }
 
-    const port = Number(values.port);
     const hostname = values.host;
+    let port = Number(values.port);
     if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`bad --port ${values.port}`);
+    // sth-config's merge() drops a 0 (it would fall back to 8000): pick one.
+    if (port === 0) port = await freePort(hostname);
 
     // Runners connect back to this TCP port on 127.0.0.1 (8 sockets each).
     // The 0.18.7 SocketServer binds it on all interfaces; there is no option.
@@ -109,7 +124,8 @@ async function main() {
     const { startHost } = require("@scramjet/host");
 
     const sthConfig = new ConfigService({
-        logLevel: values["log-level"],
+        // Host 0.18.7 compares ObjLogger levels lowercased with this value.
+        logLevel: values["log-level"].toLowerCase(),
         logColors: false,
         cpmUrl: "",
         runtimeAdapter: "process",
@@ -165,6 +181,7 @@ async function main() {
         }
         try {
             await Promise.race([host.stop(), new Promise((r) => setTimeout(r, 5000))]);
+            log("host stopped");
         } catch (e) {
             log("error while stopping:", e && e.stack);
         }
