@@ -8,6 +8,7 @@
  *   node start-host.js --port 8000 [--host 127.0.0.1] [--id ID]
  *                      [--sequences-root DIR] [--instances-port N]
  *                      [--log-level TRACE|DEBUG|INFO|WARN|ERROR]
+ *                      [--python3 /path/to/python3.10]
  *
  * stdout: exactly one JSON line {"event":"listening","port":N,...} once
  *         GET <apiBase>/version answers; nothing else.
@@ -87,13 +88,14 @@ async function main() {
             "sequences-root": { type: "string" },
             "instances-port": { type: "string" },
             "log-level": { type: "string", default: "TRACE" },
+            python3: { type: "string" },
             help: { type: "boolean", short: "h" },
         },
         strict: true,
     });
     if (values.help) {
         process.stderr.write("usage: node start-host.js --port 8000 [--host 127.0.0.1] [--id ID] " +
-            "[--sequences-root DIR] [--instances-port N] [--log-level LEVEL]\n");
+            "[--sequences-root DIR] [--instances-port N] [--log-level LEVEL] [--python3 PATH]\n");
         return;
     }
 
@@ -117,6 +119,17 @@ async function main() {
     } else {
         sequencesRoot = fs.mkdtempSync(path.join(os.tmpdir(), "sth018-seqs-"));
         ownSequencesRoot = true;
+    }
+
+    // The process adapter runs Python Sequences as `/usr/bin/env python3
+    // .../python-runner/runner.py` with only PATH passed on. The 0.18.7 python
+    // runner breaks on Python >= 3.11 (it drops asyncio StreamWriters, whose
+    // __del__ closes the socket), so allow pointing `python3` elsewhere.
+    let shimDir;
+    if (values.python3) {
+        shimDir = fs.mkdtempSync(path.join(os.tmpdir(), "sth018-py-"));
+        fs.symlinkSync(path.resolve(values.python3), path.join(shimDir, "python3"));
+        process.env.PATH = `${shimDir}${path.delimiter}${process.env.PATH || ""}`;
     }
 
     // Loaded after the stdout redirect above.
@@ -193,6 +206,9 @@ async function main() {
         finish();
     };
     const finish = () => {
+        if (shimDir) {
+            try { fs.rmSync(shimDir, { recursive: true, force: true }); } catch (_) { /* ignore */ }
+        }
         if (ownSequencesRoot) {
             try { fs.rmSync(sequencesRoot, { recursive: true, force: true }); } catch (_) { /* ignore */ }
         }

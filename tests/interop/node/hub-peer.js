@@ -18,6 +18,8 @@ const crypto = require("crypto");
 const readline = require("readline");
 const { BPMux } = require("bpmux");
 const { generateSTHKey, normalizeUrl } = require("@scramjet/utility");
+const { HubApi } = require("./hub-api");
+const { sendJson, drain, continueOnce, replyAfterBody } = require("./hub-model");
 
 // Control-channel message codes (spec §5.3).
 const CODE = {
@@ -56,12 +58,14 @@ function diag(...args) {
 const USAGE = `usage: node hub-peer.js --platform-api URL --platform-space ORG:SPACE [--platform-api-key KEY]
         [--id ID] [--description TEXT] [--tags a,b] [--count N] [--reconnection-delay MS]
         [--max-reconnections N] [--load-interval MS] [--platform-api-version v1]
-        [--cpm-ssl-ca-path FILE] [--same-proof] [--binary] [--quiet]`;
+        [--cpm-ssl-ca-path FILE] [--same-proof] [--binary] [--quiet]
+        [--tick-ms MS] [--kill-delay-ms MS] [--instance-lifetime MS] [--stream-buffer BYTES]`;
 
 const VALUE_FLAGS = new Set([
     "--platform-api", "--platform-space", "--platform-api-key", "--platform-api-version", "--id",
     "--description", "-desc", "--tags", "--count", "--reconnection-delay", "--max-reconnections",
-    "--load-interval", "--cpm-ssl-ca-path",
+    "--load-interval", "--cpm-ssl-ca-path", "--tick-ms", "--kill-delay-ms", "--instance-lifetime",
+    "--stream-buffer",
 ]);
 const BOOL_FLAGS = new Set(["--quiet", "--binary", "--same-proof"]);
 
@@ -96,6 +100,10 @@ function parseTags(raw) {
     return tags;
 }
 
+function intOption(f, name, fallback) {
+    return f[name] !== undefined ? parseIntFlag(f[name], name) : fallback;
+}
+
 function parseArgs(argv) {
     const f = readFlags(argv);
     if (!f["--platform-api"] || !f["--platform-space"]) usageError("--platform-api and --platform-space are required");
@@ -112,15 +120,23 @@ function parseArgs(argv) {
         description: f["--description"] !== undefined ? f["--description"] : "",
         tags: parseTags(f["--tags"]),
         count: f["--count"] !== undefined ? parseIntFlag(f["--count"], "--count") : 1,
-        reconnectionDelay: f["--reconnection-delay"] !== undefined ? parseIntFlag(f["--reconnection-delay"], "--reconnection-delay") : 2000,
-        maxReconnections: f["--max-reconnections"] !== undefined ? parseIntFlag(f["--max-reconnections"], "--max-reconnections") : 100,
-        loadInterval: f["--load-interval"] !== undefined ? parseIntFlag(f["--load-interval"], "--load-interval") : 5000,
+        reconnectionDelay: intOption(f, "--reconnection-delay", 2000),
+        maxReconnections: intOption(f, "--max-reconnections", 100),
+        loadInterval: intOption(f, "--load-interval", 5000),
+        // Emulated Hub API (hub-api.js).
+        tickMs: intOption(f, "--tick-ms", 200),
+        killDelay: intOption(f, "--kill-delay-ms", 100),
+        instanceLifetime: intOption(f, "--instance-lifetime", 180000),
+        streamBuffer: intOption(f, "--stream-buffer", 65536),
         caPath: f["--cpm-ssl-ca-path"],
         sameProof: !!f["--same-proof"],
         binary: !!f["--binary"],
         quiet: !!f["--quiet"],
     };
     if (opts.count < 1) usageError("--count must be >= 1");
+    for (const [k, name] of [["tickMs", "--tick-ms"], ["killDelay", "--kill-delay-ms"], ["streamBuffer", "--stream-buffer"]]) {
+        if (opts[k] < 0) usageError(`${name} must be >= 0`);
+    }
     return opts;
 }
 
@@ -219,28 +235,6 @@ function writePattern(stream, total, done) {
     pump();
 }
 
-// Consume a readable completely; resolves with byte count, sha256 and (optionally) the bytes.
-function drain(readable, keep) {
-    return new Promise((resolve, reject) => {
-        const hash = crypto.createHash("sha256");
-        const chunks = [];
-        let bytes = 0;
-        readable.on("data", (c) => { bytes += c.length; hash.update(c); if (keep) chunks.push(c); });
-        readable.on("end", () => resolve({ bytes, sha256: hash.digest("hex"), body: keep ? Buffer.concat(chunks) : null }));
-        readable.on("error", reject);
-        readable.on("aborted", () => reject(new Error("aborted")));
-    });
-}
-
-// Like the STH (see the capture): content-type set lower-case after the CORS header, body
-// written then ended, so Node sends it chunked with no Content-Length.
-function sendJson(res, status, obj) {
-    res.setHeader("content-type", "application/json");
-    res.writeHead(status);
-    res.write(JSON.stringify(obj));
-    res.end();
-}
-
 /* ------------------------------------------------------------------------------------------ */
 /* One hub peer                                                                               */
 
@@ -258,9 +252,7 @@ class HubPeer {
         this.attempts = 0;          // consecutive reconnect attempts without any HTTP response
         this.mux = null;            // BPMux of the newest tunnel (used for hub-initiated requests)
         this.control = null;        // the single control slot (spec §5.1)
-        this.sequences = [];
-        this.instances = [];
-        this.topics = [];
+        this.api = new HubApi(this);  // sequences, instances, topics, logs (in memory)
         this.server = this.createApiServer();
         this.firstOutcome = null;   // resolved when the first CONNECT attempt got an outcome
         this.firstOutcomePromise = new Promise((r) => { this.firstOutcome = r; });
@@ -399,9 +391,7 @@ class HubPeer {
         // No writeHead: the head goes out with the first message, as on the STH.
         this.sendControl(CODE.LOAD, loadMessage());
         this.sendControl(CODE.NETWORK_INFO, networkInfo());
-        this.sendControl(CODE.SEQUENCES, { sequences: this.sequences.map((s) => ({ ...s, status: 0 })) });
-        this.sendControl(CODE.INSTANCES, { instances: this.instances });
-        for (const t of this.topics) this.sendControl(CODE.TOPIC, { ...t, status: "add" });
+        for (const [code, payload] of this.api.snapshot()) this.sendControl(code, payload);
         control.timer = setInterval(() => this.sendControl(CODE.LOAD, loadMessage()), this.opts.loadInterval);
     }
 
@@ -462,6 +452,8 @@ class HubPeer {
         server.requestTimeout = 0;
         server.httpAllowHalfOpen = true;
         server.on("request", (req, res) => this.route(req, res));
+        // Routed ourselves so a topic upload gets "100 Continue" only when the topic consumes it.
+        server.on("checkContinue", (req, res) => this.route(req, res));
         server.on("clientError", (err, socket) => {
             diag(`peer ${this.index}: client error ${err.message}`);
             if (socket.writable) socket.end("HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n");
@@ -474,72 +466,29 @@ class HubPeer {
         return this.id || "STH";
     }
 
+    // Peer-level routes (control channel, version, load-check, echo test helpers) are served
+    // here; everything else goes to the emulated Hub API (hub-api.js).
     route(req, res) {
         res.setHeader("Access-Control-Allow-Origin", "*");
-        const url = new URL(req.url, "http://hub");
-        const p = url.pathname.replace(/\/+$/, "");
+        // Collapse duplicate "/" (clients normalise URLs, proxies may not) before parsing.
+        const url = new URL(req.url.replace(/^\/{2,}/, "/"), "http://hub");
+        const p = url.pathname.replace(/\/{2,}/g, "/").replace(/\/+$/, "");
         const m = req.method;
         let match;
         try {
+            this.api.noteRequest(req, res, p);
+            if (!(m === "POST" && p.startsWith("/api/v1/topic/"))) continueOnce(req, res);
             if (m === "POST" && p === "/api/v1/platform") return this.openControl(req, res);
-            if (m === "GET" && p === "/api/v1/version") return this.sendAfterBody(req, res, 200, versionInfo());
-            if (m === "GET" && p === "/api/v1/load-check") return this.sendAfterBody(req, res, 200, loadCheck());
-            if (m === "GET" && p === "/api/v1/sequences") return this.sendAfterBody(req, res, 200, this.sequences);
-            if (m === "GET" && p === "/api/v1/instances") return this.sendAfterBody(req, res, 200, this.instances);
-            if (m === "GET" && p === "/api/v1/topics") return this.sendAfterBody(req, res, 200, this.topics);
-            if (m === "POST" && p === "/api/v1/sequence") return this.uploadSequence(req, res);
-            if (m === "POST" && (match = p.match(/^\/api\/v1\/sequence\/([^/]+)\/start$/))) return this.startSequence(req, res, decodeURIComponent(match[1]));
+            if (m === "GET" && p === "/api/v1/version") return replyAfterBody(req, res, 200, versionInfo());
+            if (m === "GET" && p === "/api/v1/load-check") return replyAfterBody(req, res, 200, loadCheck());
             if (m === "GET" && (match = p.match(/^\/api\/v1\/echo\/bytes\/(\d+)$/))) return this.echoBytes(req, res, Number(match[1]));
             if (m === "POST" && p === "/api/v1/echo/count") return this.echoCount(req, res);
             if (m === "GET" && p === "/api/v1/echo/stream") return this.echoStream(req, res, url.searchParams);
-            return this.sendAfterBody(req, res, 404, { error: "Not Found" });
+            return this.api.handle(req, res, p, url);
         } catch (e) {
             diag(`peer ${this.index}: handler error ${e.stack}`);
             if (!res.headersSent) sendJson(res, 500, { error: e.message });
         }
-    }
-
-    // Answer only after the request body is consumed, so the channel's window keeps moving.
-    sendAfterBody(req, res, status, obj) {
-        req.resume();
-        const send = () => { if (!res.headersSent) sendJson(res, status, obj); };
-        if (req.complete) send(); else req.once("end", send);
-    }
-
-    uploadSequence(req, res) {
-        drain(req, false).then(({ bytes }) => {
-            const id = crypto.randomUUID();
-            const config = {
-                type: "process", id, name: "interop-seq", version: "1.0.0",
-                entrypointPath: "index.js", language: "js", packageSize: bytes,
-            };
-            this.sequences.push({ id, config, instances: [], location: this.location() });
-            this.sendControl(CODE.SEQUENCE, { id, status: 0, config });
-            sendJson(res, 200, { id });
-        }, (e) => diag(`peer ${this.index}: sequence upload failed ${e.message}`));
-    }
-
-    startSequence(req, res, seqId) {
-        drain(req, true).then(({ body }) => {
-            const seq = this.sequences.find((s) => s.id === seqId);
-            if (!seq) return sendJson(res, 404, { error: `Sequence ${seqId} not found`, result: "error" });
-            let params = {};
-            try { params = body.length ? JSON.parse(body.toString("utf8")) : {}; } catch (e) { params = {}; }
-            const now = new Date().toISOString();
-            const id = crypto.randomUUID();
-            const sequence = { id: seq.id, config: seq.config, location: seq.location };
-            // Runner-supplied sequence info as in the capture: instances known before this one.
-            const reported = { id: seq.id, config: seq.config, instances: [...seq.instances], location: seq.location };
-            seq.instances.push(id);
-            this.instances.push({
-                id, appConfig: params.appConfig || {}, args: params.args || [], sequence,
-                ports: {}, created: now, started: now, status: "running",
-            });
-            // The real STH 1.0.1 names the INSTANCE id in this message (see the capture);
-            // "result" is an addition requested for the interop tests.
-            sendJson(res, 200, { message: `Sequence ${id} starting`, id, result: "success" });
-            this.sendControl(CODE.INSTANCE, { instance: { id, sequence: reported } });
-        }, (e) => diag(`peer ${this.index}: start failed ${e.message}`));
     }
 
     echoBytes(req, res, n) {
