@@ -40,6 +40,10 @@ class Settings:
     log_level: str = "info"
     healthy_after_s: float = 15.0
     load_flush_s: float = 10.0
+    channel_open_timeout_s: float = 10.0
+    tunnel_port: int | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -54,6 +58,9 @@ class Settings:
             hub_limit=_int_env("MANAGER_HUB_LIMIT", 0),
             replica_id=env.get("MANAGER_REPLICA_ID") or f"{socket.gethostname()}-{os.getpid()}",
             log_level=env.get("MANAGER_LOG_LEVEL", "info").lower(),
+            tunnel_port=_int_env("MANAGER_TUNNEL_PORT", 0) or None,
+            ssl_certfile=env.get("MANAGER_SSL_CERTFILE") or None,
+            ssl_keyfile=env.get("MANAGER_SSL_KEYFILE") or None,
         )
 
     def with_overrides(self, **changes: object) -> Settings:
@@ -75,7 +82,8 @@ class Settings:
     def effective_public_url(self) -> str:
         if self.public_url:
             return self.public_url.rstrip("/")
-        return f"http://{self.host}:{self.port}"
+        scheme = "https" if self.ssl_certfile else "http"
+        return f"{scheme}://{self.host}:{self.port}"
 
 
 def normalise_database_url(url: str) -> str:

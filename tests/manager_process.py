@@ -19,8 +19,16 @@ TOKEN_LINE = re.compile(r"^\s+(ey[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+)
 
 class ManagerProcess:
     def __init__(
-        self, data_dir: Path, *, port: int | None = None, env: dict[str, str] | None = None
+        self,
+        data_dir: Path,
+        *,
+        port: int | None = None,
+        env: dict[str, str] | None = None,
+        args: tuple[str, ...] = (),
+        scheme: str = "http",
     ):
+        self.args = args
+        self.scheme = scheme
         self.data_dir = data_dir
         self.port = port or free_port()
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
@@ -31,7 +39,7 @@ class ManagerProcess:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 30.0) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -40,7 +48,15 @@ class ManagerProcess:
         self.starts += 1
         self._out = out_path.open("w")
         self.proc = subprocess.Popen(
-            [str(BIN), "--data-dir", str(self.data_dir), "serve", "--port", str(self.port)],
+            [
+                str(BIN),
+                "--data-dir",
+                str(self.data_dir),
+                "serve",
+                "--port",
+                str(self.port),
+                *self.args,
+            ],
             stdout=self._out,
             stderr=self._log,
             text=True,
@@ -51,7 +67,7 @@ class ManagerProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"manager exited: {self.log_path.read_text()[-2000:]}")
             try:
-                httpx.get(f"{self.url}/healthz", timeout=1)
+                httpx.get(f"{self.url}/healthz", timeout=1, verify=False)
                 break
             except httpx.TransportError:
                 time.sleep(0.1)

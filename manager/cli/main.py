@@ -54,6 +54,16 @@ def db_upgrade(ctx: click.Context) -> None:
 @click.option("--port", type=int, default=None, help="Port for API and tunnels (default 9000).")
 @click.option("--public-url", default=None, help="URL Hubs and clients use to reach us.")
 @click.option("--log-level", default=None, help="debug, info, warning or error.")
+@click.option(
+    "--tunnel-port",
+    type=int,
+    default=None,
+    help="Also accept Hub tunnels on this port (they always work on --port).",
+)
+@click.option(
+    "--ssl-certfile", default=None, help="PEM certificate: serve HTTPS (API and tunnels)."
+)
+@click.option("--ssl-keyfile", default=None, help="PEM private key for --ssl-certfile.")
 @click.pass_context
 def serve(
     ctx: click.Context,
@@ -61,11 +71,20 @@ def serve(
     port: int | None,
     public_url: str | None,
     log_level: str | None,
+    tunnel_port: int | None,
+    ssl_certfile: str | None,
+    ssl_keyfile: str | None,
 ) -> None:
     """Migrate the database and serve the API and Hub tunnels on one port."""
     settings: Settings = ctx.obj
     settings = settings.with_overrides(
-        host=host, port=port, public_url=public_url, log_level=log_level
+        host=host,
+        port=port,
+        public_url=public_url,
+        log_level=log_level,
+        tunnel_port=tunnel_port,
+        ssl_certfile=ssl_certfile,
+        ssl_keyfile=ssl_keyfile,
     )
     configure_logging(settings.log_level)
     settings.data_dir.mkdir(parents=True, exist_ok=True)

@@ -139,7 +139,7 @@ class HubProxy:
             headers.append((b"content-length", length.encode()))
         elif chunked:
             headers.append((b"transfer-encoding", b"chunked"))
-        exchange = _Exchange(scope, receive, send, hub_id)
+        exchange = _Exchange(scope, receive, send, hub_id, svc.settings.channel_open_timeout_s)
         has_body = chunked or (length not in (None, "0"))
         await exchange.run(live.link.pool, scope["method"], target, headers, has_body)
 
@@ -149,7 +149,10 @@ class _ClientGone(Exception):
 
 
 class _Exchange:
-    def __init__(self, scope: Scope, receive: Receive, send: Send, hub_id: str) -> None:
+    def __init__(
+        self, scope: Scope, receive: Receive, send: Send, hub_id: str, open_timeout: float
+    ) -> None:
+        self.open_timeout = open_timeout
         self.scope = scope
         self.receive = receive
         self.send = send
@@ -208,7 +211,7 @@ class _Exchange:
     ) -> None:
         url = httpcore.URL(scheme=b"http", host=b"hub", port=80, target=target)
         content = self.body() if has_body else None
-        extensions = {"timeout": {"connect": 10.0, "pool": 60.0}}
+        extensions = {"timeout": {"connect": self.open_timeout, "pool": 60.0}}
         try:
             async with pool.stream(
                 method.encode(), url, headers=headers, content=content, extensions=extensions

@@ -1,13 +1,18 @@
-"""Runs uvicorn with the manager's app; the one place that wires settings to a listener."""
+"""Runs uvicorn with the manager's app; the one place that wires settings to listeners."""
 
 from __future__ import annotations
+
+import asyncio
+import logging
 
 import uvicorn
 
 from manager.config import Settings
 from manager.services.context import Services
-from manager.tunnel.connect import make_http_protocol
+from manager.tunnel.connect import TunnelProtocol, make_http_protocol
 from manager.web.app import create_app
+
+log = logging.getLogger("manager")
 
 
 def build_config(svc: Services, *, own_services: bool = True) -> uvicorn.Config:
@@ -24,9 +29,26 @@ def build_config(svc: Services, *, own_services: bool = True) -> uvicorn.Config:
         timeout_keep_alive=30,
         http=make_http_protocol(svc.gate),
         lifespan="on",
+        ssl_certfile=settings.ssl_certfile,
+        ssl_keyfile=settings.ssl_keyfile,
     )
 
 
 async def run_server(settings: Settings) -> None:
-    server = uvicorn.Server(build_config(Services.build(settings)))
-    await server.serve()
+    svc = Services.build(settings)
+    config = build_config(svc)
+    tunnel_server: asyncio.Server | None = None
+    if settings.tunnel_port:
+        config.load()
+        tunnel_server = await asyncio.get_running_loop().create_server(
+            lambda: TunnelProtocol(svc.gate),
+            settings.host,
+            settings.tunnel_port,
+            ssl=config.ssl,
+        )
+        log.info("Hub tunnels also on %s:%d", settings.host, settings.tunnel_port)
+    try:
+        await uvicorn.Server(config).serve()
+    finally:
+        if tunnel_server is not None:
+            tunnel_server.close()

@@ -14,7 +14,6 @@ const http = require("http");
 const https = require("https");
 const fs = require("fs");
 const os = require("os");
-const crypto = require("crypto");
 const readline = require("readline");
 const { BPMux } = require("bpmux");
 const { generateSTHKey, normalizeUrl } = require("@scramjet/utility");

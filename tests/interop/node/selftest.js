@@ -194,6 +194,32 @@ class Tunnel {
         });
     }
 
+    // A request whose response is read as it streams: resolves at the response head with
+    // {status, headers, rawHeaders, chunks, times, text(), done, ended (promise), close()}.
+    // body undefined → no body; a string/Buffer → sent and ended.
+    stream(method, reqPath, headers, body) {
+        return new Promise((resolve, reject) => {
+            const channel = this.mux.multiplex();
+            const req = http.request({
+                method, path: reqPath, createConnection: () => channel,
+                headers: { Host: "hub", Connection: "close", ...(headers || {}) },
+            });
+            req.on("error", reject);
+            req.on("response", (res) => {
+                const s = { status: res.statusCode, headers: res.headers, rawHeaders: res.rawHeaders, chunks: [], times: [], done: false };
+                s.text = () => Buffer.concat(s.chunks).toString();
+                s.ended = new Promise((r) => { res.on("end", () => { s.done = true; r(); }); res.on("close", r); });
+                s.close = () => { req.destroy(); channel.destroy(); };
+                res.on("data", (c) => { s.chunks.push(c); s.times.push(Date.now()); });
+                res.on("error", () => {});
+                req.off("error", reject);
+                req.on("error", () => {});
+                resolve(s);
+            });
+            if (body === undefined) req.end(); else req.end(body);
+        });
+    }
+
     close() { this.socket.destroy(); }
 }
 
