@@ -40,6 +40,9 @@ class RawHub:
         self.failed: str | None = None
         self._http: dict[int, h11.Connection] = {}
         self._task: asyncio.Task[None] | None = None
+        self.mute = False  # drop everything the manager sends (never answer a channel)
+        self.garbage = False  # answer new channels with bytes that are not HTTP
+        self.deaf = asyncio.Event()  # set: stop reading the socket at all
 
     @classmethod
     async def open(cls, port: int, head: bytes) -> RawHub:
@@ -57,6 +60,10 @@ class RawHub:
     async def _pump(self) -> None:
         try:
             while data := await self.reader.read(65536):
+                if self.deaf.is_set():
+                    await asyncio.Event().wait()  # never read again
+                if self.mute:
+                    continue
                 self.mux.receive_data(data)
                 for event in self.mux.events_received():
                     self._on_event(event)
@@ -68,6 +75,10 @@ class RawHub:
 
     def _on_event(self, event: object) -> None:
         if isinstance(event, ChannelOpened):
+            if self.garbage and self.control is not None:
+                self.mux.send(event.channel, b"THIS IS NOT HTTP\r\n\r\n")
+                self.mux.end(event.channel)
+                return
             self._http[event.channel] = h11.Connection(h11.SERVER)
         elif isinstance(event, DataReceived):
             conn = self._http.get(event.channel)

@@ -208,3 +208,51 @@ async def test_a_head_that_never_completes_is_dropped(manager: RunningManager, g
     writer.close()
     await writer.wait_closed()
     await _still_fine(manager)
+
+
+def _proxy_url(manager: RunningManager, hub_id: str, path: str = "version") -> str:
+    return f"/api/v1/space/{manager.world.space_id}/api/v1/sth/{hub_id}/api/v1/{path}"
+
+
+async def test_a_hub_that_accepts_no_channel_gives_504(manager: RunningManager, good_hub: HubPeer):
+    manager.svc.settings = manager.svc.settings.with_overrides(channel_open_timeout_s=1.0)
+    hub = await _joined(manager, "mute")
+    hub.mute = True
+    started = time.monotonic()
+    resp = await manager.client.get(_proxy_url(manager, "mute"))
+    assert resp.status_code == 504
+    assert resp.json() == {"error": "Hub mute did not accept a channel in time"}
+    assert time.monotonic() - started < 5
+    await hub.close()
+    await _still_fine(manager)
+
+
+async def test_a_hub_answering_garbage_gives_502(manager: RunningManager, good_hub: HubPeer):
+    hub = await _joined(manager, "liar")
+    hub.garbage = True
+    resp = await manager.client.get(_proxy_url(manager, "liar"))
+    assert resp.status_code == 502
+    assert resp.json()["error"].startswith("Invalid response from Hub liar")
+    await hub.close()
+    await _still_fine(manager)
+
+
+async def test_a_hub_that_never_reads_is_dropped_and_requests_end(
+    manager: RunningManager, good_hub: HubPeer
+):
+    manager.svc.registry.healthy_after_s = 2.0
+    manager.svc.supervisor.sweep_s = 0.5
+    hub = await _joined(manager, "deaf")
+    hub.deaf.set()
+
+    async def upload():
+        chunk = b"x" * 65536
+        for _ in range(64):
+            yield chunk
+
+    resp = await manager.client.post(_proxy_url(manager, "deaf", "echo/count"), content=upload())
+    assert resp.status_code in (502, 503), resp.text
+    info = await _wait_inactive(manager, "deaf")
+    assert "no LOAD" in info["disconnectReason"]
+    await hub.close()
+    await _still_fine(manager)
