@@ -175,3 +175,49 @@ async def test_many_concurrent_requests(manager: RunningManager, hub: HubPeer):
         *(manager.client.get(hub_url(manager, "version")) for _ in range(300))
     )
     assert all(r.status_code == 200 for r in results)
+
+
+async def test_expect_100_continue(manager: RunningManager, hub: HubPeer):
+    body = pattern(300_000)
+    reader, writer = await asyncio.open_connection("127.0.0.1", manager.svc.settings.port)
+    head = (
+        f"POST {hub_url(manager, 'echo/count')} HTTP/1.1\r\nHost: x\r\n"
+        f"Authorization: Bearer {manager.world.admin.token}\r\n"
+        f"Content-Length: {len(body)}\r\nExpect: 100-continue\r\n\r\n"
+    )
+    writer.write(head.encode())
+    await writer.drain()
+    interim = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    assert interim.startswith(b"HTTP/1.1 100 Continue")
+    writer.write(body)
+    await writer.drain()
+    final = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    assert final.startswith(b"HTTP/1.1 200")
+    rest = await asyncio.wait_for(reader.read(65536), 10)
+    assert hashlib.sha256(body).hexdigest().encode() in rest
+    writer.close()
+    await writer.wait_closed()
+
+
+async def test_empty_and_truncated_uploads(manager: RunningManager, hub: HubPeer):
+    resp = await manager.client.post(hub_url(manager, "echo/count"), content=b"")
+    assert resp.status_code == 200 and resp.json()["bytes"] == 0
+    # A client that promises 1 MB and hangs up after 1 KB: the Hub must not wait forever.
+    session = session_of(manager)
+    await asyncio.sleep(0.2)
+    baseline = len(session.channels)
+    _reader, writer = await asyncio.open_connection("127.0.0.1", manager.svc.settings.port)
+    writer.write(
+        f"POST {hub_url(manager, 'echo/count')} HTTP/1.1\r\nHost: x\r\n"
+        f"Authorization: Bearer {manager.world.admin.token}\r\nContent-Length: 1000000\r\n\r\n".encode()
+        + b"x" * 1024
+    )
+    await writer.drain()
+    await asyncio.sleep(0.3)
+    writer.close()
+    await writer.wait_closed()
+    deadline = time.monotonic() + 5
+    while len(session.channels) > baseline:
+        assert time.monotonic() < deadline, "the half-sent upload left its channel open"
+        await asyncio.sleep(0.05)
+    assert (await manager.client.get(hub_url(manager, "version"))).status_code == 200
