@@ -5,12 +5,12 @@ from __future__ import annotations
 import time
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 
 from manager import __version__
 from manager.db import repo
-from manager.services import space_view
+from manager.services import space_log, space_view
 from manager.services.errors import NotFound
 from manager.web.common import caller_space, services
 from manager.web.proxy import HubProxy
@@ -95,6 +95,12 @@ async def entities(request: Request) -> Response:
     return JSONResponse(space_view.entities(svc.registry, space.id, ids))
 
 
+async def merged_log(request: Request) -> Response:
+    space = await caller_space(request)
+    stream = space_log.merged_logs(services(request).registry, space.id)
+    return StreamingResponse(stream, media_type="application/octet-stream")
+
+
 async def health(request: Request) -> Response:
     await caller_space(request)
     svc = services(request)
@@ -122,6 +128,7 @@ routes = [
             Route("/topics", topics, methods=["GET"]),
             Route("/entities", entities, methods=["GET"]),
             Route("/health", health, methods=["GET"]),
+            Route("/log", merged_log, methods=["GET"]),
             Route("/sth/{hub}/api/v1", HubProxy()),
             Route("/sth/{hub}/api/v1/{rest:path}", HubProxy()),
         ],

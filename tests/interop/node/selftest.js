@@ -588,8 +588,14 @@ async function testCount() {
     }
 }
 
+// The emulated Hub REST API (hub-api.js): selftest-hub-api.js, run with this file's helpers.
+function testHubRestApi() {
+    return require("./selftest-hub-api").run({ check, until, sleep, FakeManager, PeerProcess, baseArgs, KEY });
+}
+
 async function main() {
-    const scenarios = [testProofVectors, testCaptureProof, testFullSession, testWrongKey, testTemporaryRefusal, testGiveUp, testCount];
+    const scenarios = [testProofVectors, testCaptureProof, testFullSession, testHubRestApi, testWrongKey, testTemporaryRefusal,
+        testGiveUp, testCount];
     for (const scenario of scenarios) {
         try {
             await scenario();

@@ -1,0 +1,72 @@
+"""The Space's `/log`: every connected Hub's live log, line by line, each prefixed with
+`<hubId>: ` (space-api.md S6). Hubs that join later are followed as they come; a bounded
+queue applies back-pressure to the Hubs when the client reads slowly."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+import httpcore
+
+from manager.hubs.registry import HubRegistry, LiveHub
+
+log = logging.getLogger("manager.services")
+
+QUEUE_LINES = 256
+RESCAN_S = 2.0
+MAX_LINE = 1024 * 1024
+
+
+async def merged_logs(registry: HubRegistry, space_id: str) -> AsyncIterator[bytes]:
+    queue: asyncio.Queue[bytes] = asyncio.Queue(QUEUE_LINES)
+    followed: dict[LiveHub, asyncio.Task[None]] = {}
+
+    def follow_new() -> None:
+        for hub in registry.in_space(space_id):
+            task = followed.get(hub)
+            if task is None:
+                followed[hub] = asyncio.ensure_future(_follow(hub, queue))
+
+    try:
+        follow_new()
+        while True:
+            try:
+                line = await asyncio.wait_for(queue.get(), RESCAN_S)
+            except TimeoutError:
+                follow_new()
+                continue
+            yield line
+    finally:
+        for task in followed.values():
+            task.cancel()
+        for task in followed.values():
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+
+async def _follow(hub: LiveHub, queue: asyncio.Queue[bytes]) -> None:
+    prefix = hub.hub_id.encode() + b": "
+    url = httpcore.URL(scheme=b"http", host=b"hub", port=80, target=b"/api/v1/log")
+    pending = b""
+    try:
+        async with hub.link.pool.stream(
+            b"GET", url, headers=[(b"host", b"hub"), (b"cpm", b"space-log")]
+        ) as response:
+            if response.status != 200:
+                return
+            stream = response.stream
+            assert hasattr(stream, "__aiter__")
+            async for chunk in stream:
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    if line.strip():
+                        await queue.put(prefix + line + b"\n")
+                if len(pending) > MAX_LINE:
+                    await queue.put(prefix + pending + b"\n")
+                    pending = b""
+    except (httpcore.NetworkError, httpcore.ProtocolError, httpcore.TimeoutException) as exc:
+        log.debug("hub %s: log stream ended: %r", hub.hub_id, exc)
