@@ -12,7 +12,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from manager.services.context import Services
-from manager.web import platform_routes, space_routes
+from manager.web import platform_routes, space_routes, tunnel_routes
 from manager.web.auth import AuthMiddleware
 from manager.web.errors import HANDLERS
 
@@ -40,6 +40,7 @@ def create_app(svc: Services, *, own_services: bool = False) -> Starlette:
             Route("/healthz", root, methods=["GET"]),
             *platform_routes.routes,
             *space_routes.routes,
+            *tunnel_routes.routes,
         ],
         middleware=[Middleware(AuthMiddleware, tokens=svc.tokens)],
         exception_handlers=HANDLERS,

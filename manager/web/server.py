@@ -29,6 +29,11 @@ def build_config(svc: Services, *, own_services: bool = True) -> uvicorn.Config:
         timeout_keep_alive=30,
         http=make_http_protocol(svc.gate),
         lifespan="on",
+        ws="websockets-sansio",
+        ws_max_size=4 * 1024 * 1024,
+        ws_ping_interval=5.0,  # with the timeout: a dead peer is noticed within 15 s
+        ws_ping_timeout=10.0,
+        ws_per_message_deflate=False,
         ssl_certfile=settings.ssl_certfile,
         ssl_keyfile=settings.ssl_keyfile,
     )
