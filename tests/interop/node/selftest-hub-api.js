@@ -7,7 +7,9 @@
  */
 
 const os = require("os");
+const http = require("http");
 const zlib = require("zlib");
+const { Readable } = require("stream");
 
 const HUB_ID = "hub-r";
 const SPACE = "space-1";
@@ -433,6 +435,57 @@ async function checkHub(t) {
     check("OPTIONS → CORS answer", opt.status === 200 && opt.headers["access-control-allow-methods"] === "DELETE, POST, GET, OPTIONS");
 }
 
+// A local HTTP proxy onto new tunnel channels (what a manager does for .../sth/<hub>/api/v1),
+// so the real @scramjet/api-client 0.26.1 can be pointed at the peer.
+function proxyTo(t) {
+    const server = http.createServer((req, res) => {
+        const channel = t.mux.multiplex();
+        const up = http.request({ method: req.method, path: req.url, headers: { ...req.headers, connection: "close" }, createConnection: () => channel });
+        up.on("response", (ur) => { res.writeHead(ur.statusCode, ur.headers); res.flushHeaders(); ur.pipe(res); });
+        up.on("error", () => res.destroy());
+        res.on("close", () => { if (!res.writableFinished) channel.destroy(); });
+        req.pipe(up);
+    });
+    server.on("checkContinue", (req, res) => server.emit("request", req, res));
+    return new Promise((r) => server.listen(0, "127.0.0.1", () => r(server)));
+}
+
+function collect(readable) {
+    const c = { text: "", ended: false };
+    readable.on("data", (d) => { c.text += d; });
+    readable.on("end", () => { c.ended = true; });
+    return c;
+}
+
+async function checkRealClient(t) {
+    const { HostClient } = require("@scramjet/api-client");
+    const server = await proxyTo(t);
+    try {
+        const host = new HostClient(`http://127.0.0.1:${server.address().port}/api/v1`);
+        const seq = await host.sendSequence(Readable.from([packageOf({ name: "via-client", version: "9.9.9" })]));
+        check("api-client: sendSequence + getInfo", (await seq.getInfo()).config.name === "via-client");
+        const inst = await seq.start({ appConfig: {}, args: [] });
+        const out = collect(await inst.getStream("output"));
+        await inst.sendInput(Readable.from(["client-input\n"]), {}, { type: "text/plain", end: true });
+        await until(() => out.text.includes("client-input\n") && out.text.includes("{\"tick\":1}"), 3000, "client output");
+        check("api-client: output stream and sendInput", true);
+        await inst.sendEvent("ev", "x");
+        check("api-client: sendEvent + getEvent", (await inst.getEvent("ev")) === "x");
+        check("api-client: kill → killing", (await inst.kill()).status === "killing");
+        await until(() => out.ended, 3000, "client output end");
+        check("api-client: the output stream ends after the kill", true);
+        const reader = collect(await host.getNamedData("client-topic", { headers: { "content-type": "text/plain" } }));
+        await host.sendNamedData("client-topic", Readable.from(["via topic"]), {}, "text/plain", true);
+        await until(() => reader.text === "via topic", 3000, "client topic data");
+        check("api-client: sendNamedData → getNamedData", true);
+        check("api-client: deleteSequence", (await host.deleteSequence(seq.id)).id === seq.id);
+        const err = await host.getSequence(seq.id).then(() => null, (e) => e);
+        check("api-client: deleted sequence → NOT_FOUND", err && err.code === "NOT_FOUND", err && err.code);
+    } finally {
+        server.close();
+    }
+}
+
 // After a reconnect the new control channel's snapshot carries one TOPIC per topic.
 async function checkTopicSnapshot(mgr, t) {
     t.close();
@@ -466,6 +519,7 @@ async function run(kit) {
         await checkTopicDelete(t, control, readers);
         await checkInstanceTopics(t, control);
         await checkHub(t);
+        await checkRealClient(t);
         await checkTopicSnapshot(mgr, t);
         check("hub API: no BPMux errors on the manager side", !t.muxError, String(t.muxError));
     } finally {
