@@ -5,6 +5,8 @@
  * `--platform-api URL --platform-space ORG:SPACE --platform-api-key KEY`, built from the npm
  * packages the STH itself uses (bpmux 8.2.1 for the tunnel, @scramjet/utility for the key proof
  * and URL normalisation). Written from shared/spec/hub-protocol.md, not from the STH sources.
+ * The Hub REST API behind the tunnel is emulated in memory by hub-api.js (sequences, instances
+ * that tick and echo, topics, logs).
  *
  * stdout: one JSON event per line (for the Python tests). stderr: diagnostics.
  * stdin: one JSON command per line. See README.md for the protocol.
@@ -58,13 +60,14 @@ const USAGE = `usage: node hub-peer.js --platform-api URL --platform-space ORG:S
         [--id ID] [--description TEXT] [--tags a,b] [--count N] [--reconnection-delay MS]
         [--max-reconnections N] [--load-interval MS] [--platform-api-version v1]
         [--cpm-ssl-ca-path FILE] [--same-proof] [--binary] [--quiet]
-        [--tick-ms MS] [--kill-delay-ms MS] [--instance-lifetime MS] [--stream-buffer BYTES]`;
+        [--tick-ms MS] [--kill-delay-ms MS] [--instance-lifetime MS] [--stream-buffer BYTES]
+        [--listen PORT]   (peer 0 also serves its Hub API directly on 127.0.0.1:PORT)`;
 
 const VALUE_FLAGS = new Set([
     "--platform-api", "--platform-space", "--platform-api-key", "--platform-api-version", "--id",
     "--description", "-desc", "--tags", "--count", "--reconnection-delay", "--max-reconnections",
     "--load-interval", "--cpm-ssl-ca-path", "--tick-ms", "--kill-delay-ms", "--instance-lifetime",
-    "--stream-buffer",
+    "--stream-buffer", "--listen",
 ]);
 const BOOL_FLAGS = new Set(["--quiet", "--binary", "--same-proof"]);
 
@@ -127,6 +130,7 @@ function parseArgs(argv) {
         killDelay: intOption(f, "--kill-delay-ms", 100),
         instanceLifetime: intOption(f, "--instance-lifetime", 180000),
         streamBuffer: intOption(f, "--stream-buffer", 65536),
+        listen: f["--listen"] !== undefined ? parseIntFlag(f["--listen"], "--listen") : undefined,
         caPath: f["--cpm-ssl-ca-path"],
         sameProof: !!f["--same-proof"],
         binary: !!f["--binary"],
@@ -646,6 +650,11 @@ async function main() {
 
     const peers = [];
     for (let i = 0; i < opts.count; i++) peers.push(new HubPeer(i, opts, peerId(opts, i)));
+
+    if (opts.listen !== undefined) {
+        // Benchmarks compare the tunnel against this direct path to the very same server.
+        peers[0].server.listen(opts.listen, "127.0.0.1", () => emit({ event: "listening", port: opts.listen }));
+    }
 
     const rl = readline.createInterface({ input: process.stdin });
     rl.on("line", (line) => handleCommand(peers, opts, line));
