@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.types import Message, Receive, Scope, Send
 
 from manager.db import repo
+from manager.services.common import org_id_of
 from manager.services.errors import Invalid, NotFound, ServiceError, Unavailable
 from manager.services.spaces import space_for
 from manager.web.common import services
@@ -124,14 +125,18 @@ class HubProxy:
         space_id = request.path_params["space"]
         hub_id = request.path_params["hub"]
         target = hub_target(scope)
-        async with svc.sessions() as s:
-            space = await space_for(s, who, space_id)
-            live = svc.registry.get(space.id, hub_id)
-            if live is None:
-                known = await repo.get_hub(s, space.id, hub_id)
-                if known is None:
-                    raise NotFound(f"Hub {hub_id} not found")
-                raise Unavailable(f"Hub {hub_id} is not connected")
+        live = svc.registry.get(space_id, hub_id)
+        # A live Hub proves its Space exists, and a Space id names its org: the hot path
+        # needs no database round trip.
+        if live is None or not who.may_use_space(space_id, org_id_of(space_id)):
+            async with svc.sessions() as s:
+                space = await space_for(s, who, space_id)
+                live = svc.registry.get(space.id, hub_id)
+                if live is None:
+                    known = await repo.get_hub(s, space.id, hub_id)
+                    if known is None:
+                        raise NotFound(f"Hub {hub_id} not found")
+                    raise Unavailable(f"Hub {hub_id} is not connected")
         headers = forwarded_headers(list(scope["headers"]), who.requestor)
         length = request.headers.get("content-length")
         chunked = "chunked" in request.headers.get("transfer-encoding", "").lower()
