@@ -221,3 +221,26 @@ async def test_empty_and_truncated_uploads(manager: RunningManager, hub: HubPeer
         assert time.monotonic() < deadline, "the half-sent upload left its channel open"
         await asyncio.sleep(0.05)
     assert (await manager.client.get(hub_url(manager, "version"))).status_code == 200
+
+
+async def test_slow_reader_is_held_back_by_the_window(manager: RunningManager, hub: HubPeer):
+    """A client that reads slowly pauses the Hub: the manager buffers at most one window."""
+    session = session_of(manager)
+    size = 32 * MiB
+    got = 0
+    peak = 0
+    reader, writer = await asyncio.open_connection("127.0.0.1", manager.svc.settings.port)
+    writer.write(
+        f"GET {hub_url(manager, f'echo/bytes/{size}')} HTTP/1.1\r\nHost: x\r\n"
+        f"Authorization: Bearer {manager.world.admin.token}\r\n\r\n".encode()
+    )
+    await writer.drain()
+    await reader.readuntil(b"\r\n\r\n")
+    for _ in range(40):
+        got += len(await reader.read(16384))
+        await asyncio.sleep(0.02)
+        peak = max(peak, *(len(ch._inbox) for ch in session.channels.values()))
+    assert got < size // 4  # the client really is slow
+    assert peak <= session.window
+    writer.close()
+    await writer.wait_closed()
