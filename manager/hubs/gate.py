@@ -33,7 +33,7 @@ from manager.tunnel.channel import Channel
 from manager.tunnel.connect import Admission, ConnectRequest
 from manager.tunnel.errors import TunnelError
 from manager.tunnel.http import ControlStream, serve_http
-from manager.tunnel.session import TunnelSession
+from manager.tunnel.session import ChannelHandler, TunnelSession
 
 log = logging.getLogger("manager.hubs")
 
@@ -212,7 +212,7 @@ class HubGate:
 
     # requests the Hub makes
 
-    def _serve_hub_request(self, space_id: str) -> Any:
+    def _serve_hub_request(self, space_id: str) -> ChannelHandler:
         principal = Principal(org_id=org_id_of(space_id), hub_space_id=space_id)
 
         async def handle(channel: Channel) -> None:

@@ -39,6 +39,7 @@ class LiveHub:
     connected_at: float = field(default_factory=time.monotonic)
     control_open: bool = False
     db_id: int | None = None
+    connected_ms: int | None = None
     load_dirty: bool = False
 
     def __post_init__(self) -> None:

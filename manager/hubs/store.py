@@ -55,6 +55,7 @@ class HubStore:
             row.disconnect_reason = None
             row.replica = self.replica
             row.access_key_id = hub.access_key_id
+            hub.connected_ms = stamp
             await audit.record(
                 s,
                 space_id=hub.space_id,
@@ -72,11 +73,13 @@ class HubStore:
             row = await repo.get_hub(s, hub.space_id, hub.hub_id)
             if row is None:
                 return
-            if row.replica in (self.replica, None):
-                row.connected = False
-                row.replica = None
-            row.last_disconnected_ms = stamp
-            row.disconnect_reason = reason[:500]
+            # When a newer tunnel of this Hub id already took over, its state is the truth.
+            if (row.last_connected_ms or 0) <= (hub.connected_ms or 0):
+                if row.replica in (self.replica, None):
+                    row.connected = False
+                    row.replica = None
+                row.last_disconnected_ms = stamp
+                row.disconnect_reason = reason[:500]
             if hub.state.load is not None:
                 row.last_load = hub.state.load
                 row.last_load_ms = stamp
