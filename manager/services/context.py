@@ -14,6 +14,7 @@ from manager.hubs.registry import HubRegistry
 from manager.hubs.store import HubStore
 from manager.hubs.supervisor import HubSupervisor
 from manager.services.access_keys import AccessKeyService
+from manager.services.audit_stream import AuditWriter
 from manager.services.server_secret import load_or_create_secret
 from manager.services.tokens import TokenService
 
@@ -30,6 +31,7 @@ class Services:
     store: HubStore
     supervisor: HubSupervisor
     gate: HubGate
+    audit: AuditWriter
     started: float = field(default_factory=time.monotonic)
 
     @classmethod
@@ -53,6 +55,7 @@ class Services:
             store=store,
             supervisor=supervisor,
             gate=HubGate(settings, registry, store, keys, secret),
+            audit=AuditWriter(sessions),
         )
 
     async def aclose(self) -> None:

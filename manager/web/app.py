@@ -27,10 +27,12 @@ def create_app(svc: Services, *, own_services: bool = False) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         await svc.supervisor.start()
+        svc.audit.start()
         try:
             yield
         finally:
             await svc.supervisor.stop()
+            await svc.audit.stop()
             if own_services:
                 await svc.aclose()
 

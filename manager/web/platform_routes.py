@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from manager import __version__
+from manager.services.audit_stream import audit_lines
 from manager.services.errors import Invalid
 from manager.services.spaces import visible_spaces
 from manager.web.common import caller_space, json_body, principal, services
@@ -74,9 +75,17 @@ async def revoke_keys(request: Request) -> Response:
     )
 
 
+async def audit_all(request: Request) -> Response:
+    svc = services(request)
+    async with svc.sessions() as s:
+        ids = [sp.id for sp in await visible_spaces(s, principal(request))]
+    return StreamingResponse(audit_lines(svc.sessions, ids), media_type="application/x-ndjson")
+
+
 routes = [
     Route("/api/v1/version", version, methods=["GET"]),
     Route("/api/v1/spaces", spaces, methods=["GET"]),
+    Route("/api/v1/audit", audit_all, methods=["GET"]),
     Route("/api/v1/space/{space}/apikey", list_keys, methods=["GET"]),
     Route("/api/v1/space/{space}/apikey", create_key, methods=["POST"]),
     Route("/api/v1/space/{space}/apikey", revoke_keys, methods=["DELETE"]),

@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.types import Message, Receive, Scope, Send
 
 from manager.db import repo
+from manager.services import audit
 from manager.services.common import org_id_of
 from manager.services.errors import Invalid, NotFound, ServiceError, Unavailable
 from manager.services.spaces import space_for
@@ -146,7 +147,18 @@ class HubProxy:
             headers.append((b"transfer-encoding", b"chunked"))
         exchange = _Exchange(scope, receive, send, hub_id, svc.settings.channel_open_timeout_s)
         has_body = chunked or (length not in (None, "0"))
-        await exchange.run(live.link.pool, scope["method"], target, headers, has_body)
+        try:
+            await exchange.run(live.link.pool, scope["method"], target, headers, has_body)
+        finally:
+            svc.audit.add(
+                space_id=space_id,
+                hub_id=hub_id,
+                op_code=audit.PROXIED_OPERATION,
+                op_state="END",
+                object_id=target.split(b"?")[0].decode("latin-1")[:200],
+                requestor_id=who.requestor,
+                detail={"method": scope["method"], "status": exchange.status},
+            )
 
 
 class _ClientGone(Exception):
@@ -164,6 +176,7 @@ class _Exchange:
         self.hub_id = hub_id
         self.body_done = asyncio.Event()
         self.started = False
+        self.status = 0
 
     async def body(self) -> AsyncIterator[bytes]:
         while True:
@@ -244,6 +257,7 @@ class _Exchange:
             }
         )
         self.started = True
+        self.status = response.status
         stream = response.stream
         assert isinstance(stream, AsyncIterable)
         async for chunk in stream:
@@ -258,4 +272,5 @@ class _Exchange:
                 await self.send({"type": "http.response.body", "body": b"", "more_body": False})
             return
         log.info("hub %s: %d %s", self.hub_id, status, message)
+        self.status = status
         await error_response(status, message)(self.scope, self.receive, self.send)

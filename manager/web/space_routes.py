@@ -10,9 +10,10 @@ from starlette.routing import Mount, Route
 
 from manager import __version__
 from manager.db import repo
-from manager.services import space_log, space_view
+from manager.services import hub_admin, space_log, space_view
+from manager.services.audit_stream import audit_lines
 from manager.services.errors import NotFound
-from manager.web.common import caller_space, services
+from manager.web.common import caller_space, json_body, principal, services
 from manager.web.proxy import HubProxy
 
 VERSION = {
@@ -101,6 +102,37 @@ async def merged_log(request: Request) -> Response:
     return StreamingResponse(stream, media_type="application/octet-stream")
 
 
+async def audit_stream(request: Request) -> Response:
+    space = await caller_space(request)
+    lines = audit_lines(services(request).sessions, [space.id])
+    return StreamingResponse(lines, media_type="application/x-ndjson")
+
+
+async def disconnect(request: Request) -> Response:
+    space = await caller_space(request)
+    body = await json_body(request, default={})
+    svc = services(request)
+    async with svc.sessions() as s:
+        dropped = await hub_admin.disconnect(s, svc.registry, svc.keys, space.id, body)
+    return JSONResponse({"managerId": space.id, "disconnected": dropped})
+
+
+async def delete_hub(request: Request) -> Response:
+    space = await caller_space(request)
+    svc = services(request)
+    force = request.headers.get("x-force", "").strip().lower() == "true"
+    async with svc.sessions() as s, s.begin():
+        await hub_admin.delete_hub(
+            s,
+            svc.registry,
+            space.id,
+            request.path_params["hub"],
+            force,
+            principal(request).requestor,
+        )
+    return JSONResponse({})
+
+
 async def health(request: Request) -> Response:
     await caller_space(request)
     svc = services(request)
@@ -129,6 +161,9 @@ routes = [
             Route("/entities", entities, methods=["GET"]),
             Route("/health", health, methods=["GET"]),
             Route("/log", merged_log, methods=["GET"]),
+            Route("/audit", audit_stream, methods=["GET"]),
+            Route("/disconnect", disconnect, methods=["POST"]),
+            Route("/sth/{hub}", delete_hub, methods=["DELETE"]),
             Route("/sth/{hub}/api/v1", HubProxy()),
             Route("/sth/{hub}/api/v1/{rest:path}", HubProxy()),
         ],
