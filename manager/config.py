@@ -44,6 +44,7 @@ class Settings:
     tunnel_port: int | None = None
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None
+    store_max_bytes: int = 1024 * 1024 * 1024
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -61,6 +62,7 @@ class Settings:
             tunnel_port=_int_env("MANAGER_TUNNEL_PORT", 0) or None,
             ssl_certfile=env.get("MANAGER_SSL_CERTFILE") or None,
             ssl_keyfile=env.get("MANAGER_SSL_KEYFILE") or None,
+            store_max_bytes=_int_env("MANAGER_STORE_MAX_BYTES", 1024 * 1024 * 1024),
         )
 
     def with_overrides(self, **changes: object) -> Settings:

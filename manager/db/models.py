@@ -129,3 +129,21 @@ class AuditEvent(Base):
     received_ms: Mapped[int] = mapped_column(BigInteger)
     detail: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     note: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class StoredSequence(Base):
+    """A Sequence package kept in the Space's store; the bytes live on disk, not in SQL."""
+
+    __tablename__ = "stored_sequences"
+    __table_args__ = (UniqueConstraint("space_id", "seq_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    space_id: Mapped[str] = mapped_column(ForeignKey("spaces.id", ondelete="CASCADE"), index=True)
+    seq_id: Mapped[str] = mapped_column(String(200))
+    name: Mapped[str] = mapped_column(String(200), default="")
+    version: Mapped[str] = mapped_column(String(100), default="")
+    config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    path: Mapped[str] = mapped_column(String(1000))
+    created_ms: Mapped[int] = mapped_column(BigInteger)

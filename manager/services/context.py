@@ -16,6 +16,7 @@ from manager.hubs.supervisor import HubSupervisor
 from manager.services.access_keys import AccessKeyService
 from manager.services.audit_stream import AuditWriter
 from manager.services.server_secret import load_or_create_secret
+from manager.services.store import SequenceStore
 from manager.services.tokens import TokenService
 
 
@@ -32,6 +33,7 @@ class Services:
     supervisor: HubSupervisor
     gate: HubGate
     audit: AuditWriter
+    store_packages: SequenceStore
     started: float = field(default_factory=time.monotonic)
 
     @classmethod
@@ -56,6 +58,9 @@ class Services:
             supervisor=supervisor,
             gate=HubGate(settings, registry, store, keys, secret),
             audit=AuditWriter(sessions),
+            store_packages=SequenceStore(
+                sessions, settings.data_dir / "store", settings.store_max_bytes
+            ),
         )
 
     async def aclose(self) -> None:

@@ -36,3 +36,7 @@ class TooLarge(ServiceError):
 
 class Unavailable(ServiceError):
     status = 503
+
+
+class Unprocessable(ServiceError):
+    status = 422

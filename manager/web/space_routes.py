@@ -13,6 +13,7 @@ from manager.db import repo
 from manager.services import hub_admin, space_log, space_view
 from manager.services.audit_stream import audit_lines
 from manager.services.errors import NotFound
+from manager.web import store_routes
 from manager.web.common import caller_space, json_body, principal, services
 from manager.web.proxy import HubProxy
 
@@ -164,6 +165,7 @@ routes = [
             Route("/audit", audit_stream, methods=["GET"]),
             Route("/disconnect", disconnect, methods=["POST"]),
             Route("/sth/{hub}", delete_hub, methods=["DELETE"]),
+            *store_routes.routes,
             Route("/sth/{hub}/api/v1", HubProxy()),
             Route("/sth/{hub}/api/v1/{rest:path}", HubProxy()),
         ],

@@ -213,6 +213,28 @@ class HubApi {
         return this.sequences.get(ref) || [...this.sequences.values()].find((s) => s.name === ref);
     }
 
+    // Like the STH (spec §4.2 R1): a start for an unknown id asks the Space's store for
+    // s3/undefined/<id>.tar.gz over the tunnel and keeps the package under that id.
+    async fetchFromStore(id) {
+        if (!this.peer.connected || !/^[A-Za-z0-9_.@+-]+$/.test(id)) return null;
+        try {
+            const res = await this.peer.hubRequest({
+                method: "GET",
+                path: `/api/v1/cpm/${this.peer.opts.space}/api/v1/s3/undefined/${id}.tar.gz`,
+                headers: { Accept: "*/*", "Content-Type": "application/octet-stream", Host: "/api/v1" },
+                writeBody: (out) => out.end(),
+            });
+            const body = await readBody(res);
+            if (res.statusCode !== 200 || !body.length) return null;
+            const record = { id, config: sequenceConfig(id, body), instances: [], location: this.peer.location() };
+            this.sequences.set(id, record);
+            this.control(CODE.SEQUENCE, { id, status: 0, config: record.config });
+            return record;
+        } catch (e) {
+            return null;
+        }
+    }
+
     uploadSequence(req, res) {
         readBody(req).then((body) => {
             if (!body.length) return sendJson(res, 422, { error: "Sequence package is empty" });
@@ -269,8 +291,8 @@ class HubApi {
     /* ---- starting instances ------------------------------------------------------------- */
 
     startSequence(req, res, [ref]) {
-        readBody(req).then((body) => {
-            const seq = this.findSequence(ref);
+        readBody(req).then(async (body) => {
+            const seq = this.findSequence(ref) || (await this.fetchFromStore(ref));
             if (!seq) return sendJson(res, 404, startError(`Sequence ${ref} not found`));
             const parsed = parseControlBody(body);
             if (parsed.error) return sendJson(res, 400, startError(parsed.error));
