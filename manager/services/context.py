@@ -18,6 +18,8 @@ from manager.services.audit_stream import AuditWriter
 from manager.services.server_secret import load_or_create_secret
 from manager.services.store import SequenceStore
 from manager.services.tokens import TokenService
+from manager.services.topic_router import TopicRouter
+from manager.services.topics import TopicBoard
 
 
 @dataclass
@@ -34,6 +36,8 @@ class Services:
     gate: HubGate
     audit: AuditWriter
     store_packages: SequenceStore
+    topics: TopicBoard
+    router: TopicRouter
     started: float = field(default_factory=time.monotonic)
 
     @classmethod
@@ -42,6 +46,7 @@ class Services:
         sessions = make_sessionmaker(engine)
         secret = load_or_create_secret(settings.data_dir, settings.secret)
         registry = HubRegistry(settings.healthy_after_s)
+        board = TopicBoard()
         store = HubStore(sessions, settings.replica)
         keys = AccessKeyService(secret)
         supervisor = HubSupervisor(registry, store, load_flush_s=settings.load_flush_s)
@@ -61,6 +66,8 @@ class Services:
             store_packages=SequenceStore(
                 sessions, settings.data_dir / "store", settings.store_max_bytes
             ),
+            topics=board,
+            router=TopicRouter(registry, board),
         )
 
     async def aclose(self) -> None:

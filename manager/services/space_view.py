@@ -10,6 +10,7 @@ from typing import Any
 
 from manager.db.models import Hub
 from manager.hubs.registry import HubRegistry, LiveHub
+from manager.services.topics import SpaceTopic
 
 
 def iso(ms: int | None) -> str | None:
@@ -62,8 +63,22 @@ def instances(registry: HubRegistry, space_id: str) -> list[dict[str, Any]]:
     return out
 
 
-def topics(registry: HubRegistry, space_id: str) -> list[dict[str, Any]]:
+def topics(
+    registry: HubRegistry, space_id: str, space_topics: Sequence[SpaceTopic] = ()
+) -> list[dict[str, Any]]:
     table: dict[str, dict[str, Any]] = {}
+    for st in space_topics:
+        entry = table.setdefault(
+            st.name, {"name": st.name, "contentType": st.content_type, "actors": []}
+        )
+        if "api" in st.producers:
+            entry["actors"].append(
+                {"role": "provider", "type": "api", "stream": True, "retired": False}
+            )
+        if any(c.skip is None for c in st.consumers):
+            entry["actors"].append(
+                {"role": "consumer", "type": "api", "stream": True, "retired": False}
+            )
     for hub in registry.in_space(space_id):
         for t in hub.state.topics.values():
             entry = table.setdefault(

@@ -28,9 +28,11 @@ def create_app(svc: Services, *, own_services: bool = False) -> Starlette:
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         await svc.supervisor.start()
         svc.audit.start()
+        svc.router.start()
         try:
             yield
         finally:
+            await svc.router.stop()
             await svc.supervisor.stop()
             await svc.audit.stop()
             if own_services:

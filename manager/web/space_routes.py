@@ -13,7 +13,7 @@ from manager.db import repo
 from manager.services import hub_admin, space_log, space_view
 from manager.services.audit_stream import audit_lines
 from manager.services.errors import NotFound
-from manager.web import store_routes
+from manager.web import store_routes, topic_routes
 from manager.web.common import caller_space, json_body, principal, services
 from manager.web.proxy import HubProxy
 
@@ -85,7 +85,8 @@ async def instances(request: Request) -> Response:
 
 async def topics(request: Request) -> Response:
     space = await caller_space(request)
-    return JSONResponse(space_view.topics(services(request).registry, space.id))
+    svc = services(request)
+    return JSONResponse(space_view.topics(svc.registry, space.id, svc.topics.in_space(space.id)))
 
 
 async def entities(request: Request) -> Response:
@@ -166,6 +167,7 @@ routes = [
             Route("/disconnect", disconnect, methods=["POST"]),
             Route("/sth/{hub}", delete_hub, methods=["DELETE"]),
             *store_routes.routes,
+            *topic_routes.routes,
             Route("/sth/{hub}/api/v1", HubProxy()),
             Route("/sth/{hub}/api/v1/{rest:path}", HubProxy()),
         ],

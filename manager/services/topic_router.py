@@ -1,0 +1,153 @@
+"""Moves topic data between Hubs (spec §6): from each Hub that provides a topic someone else
+needs, `GET /api/v1/topic/<t>`; into each Hub that requires it (and does not provide it
+itself), a never-ending `POST /api/v1/topic/<t>`. Both carry `cpm` so the Hubs do not
+announce this traffic back. Routes follow the Hubs' TOPIC announcements: a Hub leaving
+stops its routes, a Hub coming back gets them again."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Coroutine
+from typing import Any
+
+import httpcore
+
+from manager.hubs.registry import HubRegistry, LiveHub
+from manager.services.topics import Consumer, SpaceTopic, TopicBoard, WrongContentType, drain
+
+log = logging.getLogger("manager.topics")
+
+RETRY_S = 1.0
+RouteKey = tuple[str, str, LiveHub, str]  # space, topic, hub, "pull" | "push"
+
+
+class TopicRouter:
+    def __init__(self, registry: HubRegistry, board: TopicBoard, interval: float = 1.0) -> None:
+        self.registry = registry
+        self.board = board
+        self.interval = interval
+        self.routes: dict[RouteKey, asyncio.Task[None]] = {}
+        self._failed: dict[RouteKey, float] = {}
+        self._kick = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._loop())
+
+    def kick(self) -> None:
+        """Something changed (a reader or producer came): reconcile now."""
+        self._kick.set()
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        for task in self.routes.values():
+            task.cancel()
+        self.routes.clear()
+
+    async def _loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._kick.wait(), self.interval)
+            self._kick.clear()
+            try:
+                self.reconcile()
+            except Exception as exc:
+                log.warning("topic routing failed: %r", exc)
+
+    def desired(self) -> dict[RouteKey, SpaceTopic]:
+        want: dict[RouteKey, SpaceTopic] = {}
+        spaces = {h.space_id for h in self.registry}
+        for space_id in spaces:
+            hubs = self.registry.in_space(space_id)
+            names = {name for h in hubs for name in h.state.topics}
+            for name in names:
+                infos = [(h, h.state.topics[name]) for h in hubs if name in h.state.topics]
+                try:
+                    topic = self.board.open(space_id, name, infos[0][1].content_type, None)
+                except WrongContentType as exc:
+                    log.warning("space %s: %s", space_id, exc.message)
+                    continue
+                providers = [h for h, t in infos if t.provides]
+                consumers = [h for h, t in infos if t.requires and not t.provides]
+                api_readers = any(c.skip is None for c in topic.consumers)
+                for hub in consumers:
+                    want[(space_id, name, hub, "push")] = topic
+                for hub in providers:
+                    if api_readers or any(c is not hub for c in consumers):
+                        want[(space_id, name, hub, "pull")] = topic
+        return want
+
+    def reconcile(self) -> None:
+        want = self.desired()
+        for key in [k for k in self.routes if k not in want or self.routes[k].done()]:
+            task = self.routes.pop(key)
+            task.cancel()
+        now = time.monotonic()
+        for key, topic in want.items():
+            if key in self.routes or now - self._failed.get(key, 0) < RETRY_S:
+                continue
+            _, _, hub, role = key
+            runner = self._pull(hub, topic) if role == "pull" else self._push(hub, topic)
+            self.routes[key] = asyncio.get_running_loop().create_task(self._run(key, runner))
+
+    async def _run(self, key: RouteKey, runner: Coroutine[Any, Any, None]) -> None:
+        try:
+            await runner
+        finally:
+            self._failed[key] = time.monotonic()  # a route that ended waits before it restarts
+
+    async def _pull(self, hub: LiveHub, topic: SpaceTopic) -> None:
+        url = _url(topic.name)
+        headers = [*_headers(topic), (b"accept", b"*/*")]
+        try:
+            async with hub.link.pool.stream(b"GET", url, headers=headers) as resp:
+                if resp.status != 200:
+                    log.warning(
+                        "hub %s: topic %s pull answered %d", hub.hub_id, topic.name, resp.status
+                    )
+                    return
+                await topic.feed(_chunks(resp.stream), hub.hub_id)
+        except (httpcore.NetworkError, httpcore.ProtocolError, httpcore.TimeoutException) as exc:
+            log.info("hub %s: topic %s pull ended: %r", hub.hub_id, topic.name, exc)
+
+    async def _push(self, hub: LiveHub, topic: SpaceTopic) -> None:
+        consumer: Consumer = topic.subscribe(skip=hub.hub_id)
+        headers = [*_headers(topic), (b"transfer-encoding", b"chunked")]
+        try:
+            async with hub.link.pool.stream(
+                b"POST", _url(topic.name), headers=headers, content=drain(consumer)
+            ) as resp:
+                if resp.status >= 300:
+                    log.warning(
+                        "hub %s: topic %s push answered %d", hub.hub_id, topic.name, resp.status
+                    )
+        except (httpcore.NetworkError, httpcore.ProtocolError, httpcore.TimeoutException) as exc:
+            log.info("hub %s: topic %s push ended: %r", hub.hub_id, topic.name, exc)
+        finally:
+            topic.unsubscribe(consumer)
+
+
+def _url(name: str) -> httpcore.URL:
+    return httpcore.URL(
+        scheme=b"http", host=b"hub", port=80, target=f"/api/v1/topic/{name}".encode()
+    )
+
+
+def _headers(topic: SpaceTopic) -> list[tuple[bytes, bytes]]:
+    return [
+        (b"host", b"hub"),
+        (b"cpm", b"space-manager"),
+        (b"content-type", topic.content_type.encode()),
+    ]
+
+
+async def _chunks(stream: object) -> AsyncIterator[bytes]:
+    assert isinstance(stream, AsyncIterable)
+    async for chunk in stream:
+        yield bytes(chunk)
