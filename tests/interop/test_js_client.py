@@ -5,36 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from tests.interop.packages import write_hello_package
-from tests.interop.peer import NODE_DIR, HubPeer, require_node
+from tests.interop.peer import NODE_DIR, HubPeer, join_hub, require_node
 from tests.running import RunningManager
 
 
 @pytest.fixture
 async def hub(manager: RunningManager) -> AsyncIterator[HubPeer]:
-    key = await manager.new_key()
-    peer = await HubPeer.start(
-        manager.url,
-        manager.world.space_id,
-        key,
-        "--id",
-        "js-hub",
-        "--load-interval",
-        "500",
-        "--tick-ms",
-        "100",
-    )
-    await peer.wait_for(event="control_opened")
-    deadline = time.monotonic() + 10
-    while manager.svc.registry.get(manager.world.space_id, "js-hub") is None:
-        assert time.monotonic() < deadline
-        await asyncio.sleep(0.05)
+    peer = await join_hub(manager, "js-hub", "--tick-ms", "100")
     yield peer
     await peer.stop()
 

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from tests.interop.peer import HubPeer
+from tests.interop.peer import HubPeer, join_hub
 from tests.running import RunningManager
 
 MiB = 1 << 20
@@ -19,15 +19,7 @@ MiB = 1 << 20
 
 @pytest.fixture
 async def hub(manager: RunningManager) -> AsyncIterator[HubPeer]:
-    key = await manager.new_key()
-    peer = await HubPeer.start(
-        manager.url, manager.world.space_id, key, "--id", "px", "--load-interval", "500"
-    )
-    await peer.wait_for(event="control_opened")
-    deadline = time.monotonic() + 10
-    while manager.svc.registry.get(manager.world.space_id, "px") is None:
-        assert time.monotonic() < deadline
-        await asyncio.sleep(0.05)
+    peer = await join_hub(manager, "px")
     yield peer
     await peer.stop()
 

@@ -3,29 +3,19 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 import warnings
 from collections.abc import AsyncIterator
 
 import pytest
 
 from tests.interop.packages import hello_package
-from tests.interop.peer import HubPeer
+from tests.interop.peer import HubPeer, join_hub
 from tests.running import RunningManager
 
 
 @pytest.fixture
 async def hub(manager: RunningManager) -> AsyncIterator[HubPeer]:
-    key = await manager.new_key()
-    peer = await HubPeer.start(
-        manager.url, manager.world.space_id, key, "--id", "sth-0", "--load-interval", "500"
-    )
-    await peer.wait_for(event="control_opened")
-    deadline = time.monotonic() + 10
-    while manager.svc.registry.get(manager.world.space_id, "sth-0") is None:
-        assert time.monotonic() < deadline
-        await asyncio.sleep(0.05)
+    peer = await join_hub(manager, "sth-0")
     yield peer
     await peer.stop()
 

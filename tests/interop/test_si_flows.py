@@ -7,37 +7,20 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from tests.interop.packages import write_hello_package
-from tests.interop.peer import HubPeer
+from tests.interop.peer import HubPeer, join_hub
 from tests.interop.si import SI, Si
 from tests.running import RunningManager
 
 
 @pytest.fixture
 async def hub(manager: RunningManager) -> AsyncIterator[HubPeer]:
-    key = await manager.new_key()
-    peer = await HubPeer.start(
-        manager.url,
-        manager.world.space_id,
-        key,
-        "--id",
-        "si-hub",
-        "--load-interval",
-        "500",
-        "--tick-ms",
-        "100",
-    )
-    await peer.wait_for(event="control_opened")
-    deadline = time.monotonic() + 10
-    while not any(h["id"] == "si-hub" and h["healthy"] for h in await manager.hubs()):
-        assert time.monotonic() < deadline
-        await asyncio.sleep(0.1)
+    peer = await join_hub(manager, "si-hub", "--tick-ms", "100", healthy=True)
     yield peer
     await peer.stop()
 

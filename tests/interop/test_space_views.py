@@ -9,24 +9,14 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from tests.interop.peer import HubPeer
+from tests.interop.peer import HubPeer, join_hub
 from tests.running import RunningManager
 
 
 @pytest.fixture
 async def two_hubs(manager: RunningManager) -> AsyncIterator[tuple[HubPeer, HubPeer]]:
     key = await manager.new_key()
-    peers = []
-    for hub_id in ("hub-a", "hub-b"):
-        peer = await HubPeer.start(
-            manager.url, manager.world.space_id, key, "--id", hub_id, "--load-interval", "300"
-        )
-        await peer.wait_for(event="control_opened")
-        peers.append(peer)
-    deadline = time.monotonic() + 10
-    while sum(h["healthy"] for h in await manager.hubs()) < 2:
-        assert time.monotonic() < deadline
-        await asyncio.sleep(0.1)
+    peers = [await join_hub(manager, h, key=key, healthy=True) for h in ("hub-a", "hub-b")]
     yield peers[0], peers[1]
     for peer in peers:
         await peer.stop()

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from tests.interop.packages import hello_package
-from tests.interop.peer import HubPeer
+from tests.interop.peer import HubPeer, join_hub
 from tests.running import RunningManager
 
 
@@ -23,25 +23,10 @@ def space(manager: RunningManager, path: str) -> str:
 @pytest.fixture
 async def hubs(manager: RunningManager) -> AsyncIterator[dict[str, HubPeer]]:
     key = await manager.new_key()
-    peers = {}
-    for hub_id, tags in (("cpu-hub", "cpu"), ("gpu-hub", "gpu,big")):
-        peer = await HubPeer.start(
-            manager.url,
-            manager.world.space_id,
-            key,
-            "--id",
-            hub_id,
-            "--tags",
-            tags,
-            "--load-interval",
-            "300",
-        )
-        await peer.wait_for(event="control_opened")
-        peers[hub_id] = peer
-    deadline = time.monotonic() + 10
-    while sum(h["healthy"] for h in await manager.hubs()) < 2:
-        assert time.monotonic() < deadline
-        await asyncio.sleep(0.1)
+    peers = {
+        hub_id: await join_hub(manager, hub_id, "--tags", tags, key=key, healthy=True)
+        for hub_id, tags in (("cpu-hub", "cpu"), ("gpu-hub", "gpu,big"))
+    }
     yield peers
     for peer in peers.values():
         await peer.stop()

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from tests.interop.peer import HubPeer
+from tests.interop.peer import HubPeer, join_hub
 from tests.running import RunningManager
 
 NDJSON = {"content-type": "application/x-ndjson"}
@@ -24,17 +24,7 @@ def space(manager: RunningManager, path: str) -> str:
 @pytest.fixture
 async def two_hubs(manager: RunningManager) -> AsyncIterator[dict[str, HubPeer]]:
     key = await manager.new_key()
-    peers = {}
-    for hub_id in ("hub-a", "hub-b"):
-        peer = await HubPeer.start(
-            manager.url, manager.world.space_id, key, "--id", hub_id, "--load-interval", "300"
-        )
-        await peer.wait_for(event="control_opened")
-        peers[hub_id] = peer
-    deadline = time.monotonic() + 10
-    while sum(h["healthy"] for h in await manager.hubs()) < 2:
-        assert time.monotonic() < deadline
-        await asyncio.sleep(0.1)
+    peers = {h: await join_hub(manager, h, key=key, healthy=True) for h in ("hub-a", "hub-b")}
     yield peers
     for peer in peers.values():
         await peer.stop()
