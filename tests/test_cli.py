@@ -101,3 +101,20 @@ def test_serve_bootstraps_once_and_survives_restart(tmp_path: Path, monkeypatch)
     finally:
         manager.stop()
     migrate.check(f"sqlite+aiosqlite:///{(tmp_path / 'data' / 'manager.db').resolve()}")
+
+
+def test_secret_rotation_revokes_every_key(tmp_path: Path, monkeypatch):
+    monkeypatch.delenv("MANAGER_DATABASE_URL", raising=False)
+    monkeypatch.delenv("MANAGER_SECRET", raising=False)
+    data = tmp_path / "data"
+    runner = CliRunner()
+    _invoke(runner, data, "db", "upgrade")
+    org_id = _invoke(runner, data, "org", "create", "acme").strip()
+    space_id = _invoke(runner, data, "space", "create", "--org", org_id).strip()
+    _invoke(runner, data, "access-key", "create", "--space", space_id)
+    before = (data / "server-secret").read_text()
+    out = _invoke(runner, data, "secret", "rotate", "--yes")
+    assert "1 access keys revoked" in out
+    assert (data / "server-secret").read_text() != before
+    assert stat.S_IMODE(os.stat(data / "server-secret").st_mode) == 0o600
+    assert _invoke(runner, data, "access-key", "list", "--space", space_id).strip() == ""

@@ -12,6 +12,7 @@ import click
 from manager import __version__
 from manager.cli.admin import access_key, org, run_db, space, token
 from manager.cli.connect import connect
+from manager.cli.secret import secret
 from manager.config import Settings
 from manager.db import migrate
 from manager.services.spaces import Bootstrap, bootstrap_if_empty
@@ -123,4 +124,5 @@ cli.add_command(org)
 cli.add_command(space)
 cli.add_command(token)
 cli.add_command(access_key)
+cli.add_command(secret)
 cli.add_command(connect)

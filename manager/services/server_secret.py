@@ -28,3 +28,15 @@ def load_or_create_secret(data_dir: Path, configured: str | None) -> bytes:
     with os.fdopen(fd, "w") as fh:
         fh.write(value + "\n")
     return value.encode()
+
+
+def rotate_secret(data_dir: Path) -> None:
+    """Replace the generated secret (atomically, 0600). Every key derived from the old one
+    stops working: callers must revoke them and tell the operator."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / SECRET_FILE
+    tmp = data_dir / f".{SECRET_FILE}.new"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(secrets.token_urlsafe(48) + "\n")
+    os.replace(tmp, path)
