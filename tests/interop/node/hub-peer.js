@@ -487,6 +487,7 @@ class HubPeer {
             if (m === "GET" && (match = p.match(/^\/api\/v1\/echo\/bytes\/(\d+)$/))) return this.echoBytes(req, res, Number(match[1]));
             if (m === "POST" && p === "/api/v1/echo/count") return this.echoCount(req, res);
             if (m === "GET" && p === "/api/v1/echo/stream") return this.echoStream(req, res, url.searchParams);
+            if (p === "/api/v1/echo/headers") return this.echoHeaders(req, res, url);
             return this.api.handle(req, res, p, url);
         } catch (e) {
             diag(`peer ${this.index}: handler error ${e.stack}`);
@@ -501,6 +502,19 @@ class HubPeer {
             if (err) diag(`peer ${this.index}: echo/bytes aborted: ${err.message}`);
             else res.end();
         });
+    }
+
+    // What reached the Hub: the proxy tests check which headers were (not) forwarded. The
+    // response also carries a header listed in Connection, which the proxy must drop.
+    echoHeaders(req, res, url) {
+        this.requestsSeen = (this.requestsSeen || 0) + 1;
+        drain(req, false).then(({ bytes }) => {
+            res.setHeader("Connection", "keep-alive, x-hop");
+            res.setHeader("x-hop", "must not reach the client");
+            res.setHeader("Keep-Alive", "timeout=5");
+            sendJson(res, 200, { method: req.method, url: url.pathname + url.search, headers: req.headers,
+                rawHeaders: req.rawHeaders, bytes, seen: this.requestsSeen });
+        }, () => {});
     }
 
     echoCount(req, res) {
