@@ -5,11 +5,13 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 NODE_DIR := tests/interop/node
 NODE_STAMP := $(NODE_DIR)/node_modules/.installed
+HOST018_DIR := tests/interop/host018
+HOST018_STAMP := $(HOST018_DIR)/node_modules/.installed
 DATA_DIR ?= ./data
 HOST ?= 127.0.0.1
 PORT ?= 9000
 
-.PHONY: run test lint typecheck pytest fuzz bench clean node
+.PHONY: run test lint typecheck pytest bench clean node
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +23,11 @@ $(NODE_STAMP): $(NODE_DIR)/package.json $(NODE_DIR)/package-lock.json
 	cd $(NODE_DIR) && npm ci --no-audit --no-fund --loglevel=error
 	touch $(NODE_STAMP)
 
-node: $(NODE_STAMP)
+$(HOST018_STAMP): $(HOST018_DIR)/package.json $(HOST018_DIR)/package-lock.json
+	cd $(HOST018_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	touch $(HOST018_STAMP)
+
+node: $(NODE_STAMP) $(HOST018_STAMP)
 
 run: $(STAMP)
 	$(BIN)/space-manager serve --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR)
@@ -33,10 +39,10 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy manager
 
-pytest: $(STAMP) $(NODE_STAMP)
+pytest: $(STAMP) $(NODE_STAMP) $(HOST018_STAMP)
 	$(BIN)/pytest -q
 
 test: lint typecheck pytest
 
 clean:
-	rm -rf $(VENV) $(NODE_DIR)/node_modules .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(NODE_DIR)/node_modules $(HOST018_DIR)/node_modules .pytest_cache .mypy_cache .ruff_cache

@@ -180,7 +180,12 @@ class ControlChannel:
         if snapshot is not None:
             opening += self.feed.update(snapshot)
         await self.send(opening)
-        await asyncio.gather(self._load_loop(), self._poll_loop())
+        try:
+            async with asyncio.TaskGroup() as loops:  # one failing stops the other
+                loops.create_task(self._load_loop())
+                loops.create_task(self._poll_loop())
+        except* ChannelGone:
+            pass  # the channel went away: nothing left to say
 
     async def _load(self) -> Message:
         return self.feed.load(await self.hub.load_check())

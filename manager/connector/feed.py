@@ -153,6 +153,8 @@ class ControlFeed:
             (INSTANCES, {"instances": instances}),
         ]
         out += [(TOPIC, dict(topic, status="add")) for topic in snap.topics.values()]
+        for inst in snap.instances.values():
+            out += _topic_claims(inst, snap)
         return out
 
     def _instance(self, inst: Record, snap: HubSnapshot) -> Record:
@@ -180,6 +182,8 @@ class ControlFeed:
             before = old.instances.get(iid)
             if before is None or before.get("status") != inst.get("status"):
                 out.append((INSTANCE, {"instance": self._instance(inst, new)}))
+            if before is None:
+                out += _topic_claims(inst, new)
         for iid, inst in old.instances.items():
             if iid not in new.instances:
                 gone = {"id": iid, "status": "gone"}
@@ -197,3 +201,21 @@ class ControlFeed:
             if name not in new.topics:
                 out.append((TOPIC, {"topicName": name, "status": "remove"}))
         return out
+
+
+def _topic_claims(inst: Record, snap: HubSnapshot) -> list[Message]:
+    """TOPIC `provides` / `requires` for an instance that declares them, as a Hub announces
+    them when the instance starts: the manager routes topics between Hubs by these, and the
+    Hub's `/topics` list alone does not say who requires what."""
+    out: list[Message] = []
+    for role in ("provides", "requires"):
+        name = inst.get(role)
+        if not isinstance(name, str) or not name:
+            continue
+        known = snap.topics.get(name)
+        ctype = known["contentType"] if known else DEFAULT_TOPIC_TYPE
+        claim: Record = {role: name, "topicName": name, "contentType": ctype, "status": "add"}
+        if role == "provides":
+            claim["localProvider"] = inst["id"]
+        out.append((TOPIC, claim))
+    return out

@@ -32,6 +32,8 @@ UNREACHABLE: Final = "Local Hub not reachable"
 async def forward(
     port: ChannelPort, head: RequestHead, sniffer: HeadSniffer, hub: HubAddress
 ) -> None:
+    """Serve one channel: a new TCP connection per channel, the head sent as
+    `RequestHead.for_hub` gives it (one exchange, so nothing goes stale), then raw bytes."""
     try:
         reader, writer = await asyncio.wait_for(
             asyncio.open_connection(hub.host, hub.port, limit=READ_SIZE), CONNECT_TIMEOUT_S

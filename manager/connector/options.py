@@ -35,7 +35,6 @@ class HubAddress:
 
     host: str
     port: int
-    base_path: str = ""  # a prefix in front of /api/v1, if the Hub sits behind one
 
     @classmethod
     def parse(cls, url: str) -> HubAddress:
@@ -48,12 +47,15 @@ class HubAddress:
             port = parts.port or 80
         except ValueError:
             raise UsageError(f"--hub has a bad port: {url!r}") from None
-        return cls(parts.hostname, port, parts.path.rstrip("/"))
+        if parts.path.strip("/") or parts.query:
+            # Proxied requests reach the Hub byte for byte, so its API must be at /api/v1.
+            raise UsageError(f"--hub takes scheme, host and port only (got {url!r})")
+        return cls(parts.hostname, port)
 
     @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}{self.base_path}"
+        return f"http://{host}:{self.port}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -149,9 +149,9 @@ class Connector:
             if tunnel.failure is not None:
                 words = tunnel.failure
         except InvalidStatus as exc:
-            stop, words = False, f"the server answered HTTP {exc.response.status_code}"
+            stop, words = False, f"could not connect: HTTP {exc.response.status_code}"
         except (OSError, TimeoutError, WebSocketException) as exc:
-            stop, words = False, str(exc) or type(exc).__name__
+            stop, words = False, f"could not connect: {str(exc) or type(exc).__name__}"
         if stop and self.stop_reason is None:
             self.stop_reason = words
         lived = None if opened is None else time.monotonic() - opened

@@ -68,6 +68,10 @@ class Channel:
     # reading
 
     @property
+    def has_data(self) -> bool:
+        return bool(self._inbox)
+
+    @property
     def at_eof(self) -> bool:
         return self._eof and not self._inbox
 

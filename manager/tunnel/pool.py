@@ -51,6 +51,10 @@ class ChannelStream(httpcore.AsyncNetworkStream):
         self.channel.abort()
 
     def get_extra_info(self, info: str) -> typing.Any:
+        if info == "is_readable":
+            # httpcore asks before reusing an idle keep-alive connection: a channel the Hub
+            # ended (or wrote to unasked) must not carry the next request.
+            return self.channel.at_eof or self.channel.closed.is_set() or self.channel.has_data
         return {"channel": self.channel.number}.get(info)
 
 

@@ -48,8 +48,10 @@ async def _raw(manager: RunningManager, data: bytes) -> bytes:
 
 async def _wait_inactive(manager: RunningManager, hub_id: str) -> dict:
     deadline = time.monotonic() + 5
-    while (info := await manager.hub(hub_id))["isConnectionActive"]:
-        assert time.monotonic() < deadline, f"{hub_id} still active"
+    while (info := await manager.hub(hub_id))["isConnectionActive"] or not info.get(
+        "disconnectReason"
+    ):
+        assert time.monotonic() < deadline, f"{hub_id} still active: {info}"
         await asyncio.sleep(0.05)
     return info
 
