@@ -30,7 +30,9 @@ def upgrade() -> None:
         sa.Column("path", sa.String(1000), nullable=False),
         sa.Column("created_ms", sa.BigInteger(), nullable=False),
         sa.ForeignKeyConstraint(
-            ["space_id"], ["spaces.id"], name="fk_stored_sequences_space_id_spaces",
+            ["space_id"],
+            ["spaces.id"],
+            name="fk_stored_sequences_space_id_spaces",
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name="pk_stored_sequences"),
