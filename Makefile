@@ -11,7 +11,7 @@ DATA_DIR ?= ./data
 HOST ?= 127.0.0.1
 PORT ?= 9000
 
-.PHONY: run test lint typecheck pytest bench clean node
+.PHONY: run test lint typecheck pytest fuzz bench clean node
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,12 @@ pytest: $(STAMP) $(NODE_STAMP) $(HOST018_STAMP)
 	$(BIN)/pytest -q
 
 test: lint typecheck pytest
+
+fuzz: $(STAMP)
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-100000} $(BIN)/pytest -q tests/fuzz tests/mux/test_properties.py
+
+bench: $(STAMP) $(NODE_STAMP)
+	$(BIN)/python -m bench.run
 
 clean:
 	rm -rf $(VENV) $(NODE_DIR)/node_modules $(HOST018_DIR)/node_modules .pytest_cache .mypy_cache .ruff_cache

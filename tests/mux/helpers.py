@@ -4,6 +4,7 @@ is independent of ``manager.mux.reader``, the recorded STH capture and a two-mux
 from __future__ import annotations
 
 import json
+import os
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ CAPTURE = Path(__file__).resolve().parents[3] / "shared" / "captures" / "sth-1.0
 # are cheap to rediscover.
 PROPERTY_SETTINGS = settings(
     database=None,
-    max_examples=150,
+    max_examples=int(os.environ.get("FUZZ_EXAMPLES", "150")),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
