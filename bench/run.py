@@ -27,7 +27,8 @@ def main() -> None:
         "",
         f"- date: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC",
         f"- commit: {commit}",
-        f"- machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
+        f"- machine: {platform.machine()}, {os.cpu_count()} CPUs, "
+        f"Python {platform.python_version()}",
         "",
     ]
     for title, args in PARTS:
