@@ -57,7 +57,7 @@ class Settings:
             port=_int_env("MANAGER_PORT", DEFAULT_PORT),
             public_url=env.get("MANAGER_PUBLIC_URL") or None,
             hub_limit=_int_env("MANAGER_HUB_LIMIT", 0),
-            replica_id=env.get("MANAGER_REPLICA_ID") or f"{socket.gethostname()}-{os.getpid()}",
+            replica_id=env.get("MANAGER_REPLICA_ID") or None,
             log_level=env.get("MANAGER_LOG_LEVEL", "info").lower(),
             tunnel_port=_int_env("MANAGER_TUNNEL_PORT", 0) or None,
             ssl_certfile=env.get("MANAGER_SSL_CERTFILE") or None,

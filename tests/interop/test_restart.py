@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.interop.peer import HubPeer
 from tests.manager_process import ManagerProcess
@@ -25,7 +26,8 @@ async def _until(predicate, timeout: float) -> None:
         await asyncio.sleep(0.2)
 
 
-async def test_manager_restart_brings_the_hub_back(tmp_path: Path, monkeypatch):
+@pytest.mark.parametrize("how", ["term", "kill"])
+async def test_manager_restart_brings_the_hub_back(tmp_path: Path, monkeypatch, how: str):
     monkeypatch.delenv("MANAGER_DATABASE_URL", raising=False)
     manager = ManagerProcess(tmp_path / "data")
     await asyncio.to_thread(manager.start)
@@ -58,7 +60,7 @@ async def test_manager_restart_brings_the_hub_back(tmp_path: Path, monkeypatch):
             await _until(healthy, 15)
             created = (await _list(client, space))[hub_id]["info"]["created"]
 
-            await asyncio.to_thread(manager.stop)
+            await asyncio.to_thread(manager.stop, how)
             await peer.wait_for(event="disconnected")
             await asyncio.to_thread(manager.start)
             await _until(healthy, 20)
@@ -68,6 +70,9 @@ async def test_manager_restart_brings_the_hub_back(tmp_path: Path, monkeypatch):
             assert set(hub["info"]) == {"created", "lastConnected", "lastDisconnected"}
             assert peer.count(event="sth_id") == 1  # it came back under the id it was given
             assert len(await _list(client, space)) == 1
+            # Nothing was lost: the key still works and the token still authenticates.
+            keys = (await client.get(f"/api/v1/space/{space}/apikey")).json()["accessKeys"]
+            assert len(keys) == 1
     finally:
         if peer is not None:
             await peer.stop()
