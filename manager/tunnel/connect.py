@@ -210,10 +210,28 @@ def make_http_protocol(acceptor: TunnelAcceptor) -> type[H11Protocol]:
     class SniffingH11Protocol(H11Protocol):
         _decided = False
         _sniffed = b""
+        _head_timer: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            # uvicorn waits forever for a first request head; a slow or silent client (or a
+            # WebSocket that never finishes its upgrade request) must not hold a socket.
+            self._head_timer = self.loop.call_later(HEAD_TIMEOUT_S, self._head_timed_out)
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+            super().connection_lost(exc)
+
+        def _head_timed_out(self) -> None:
+            self._head_timer = None
+            if self.transport.get_protocol() is self and self.cycle is None:
+                self.transport.close()
 
         def data_received(self, data: bytes) -> None:
             if self._decided:
                 super().data_received(data)
+                self._first_head_seen()
                 return
             self._sniffed += data
             head = self._sniffed[: len(_CONNECT)]
@@ -222,9 +240,16 @@ def make_http_protocol(acceptor: TunnelAcceptor) -> type[H11Protocol]:
             self._decided = True
             buffered, self._sniffed = self._sniffed, b""
             if head == _CONNECT:
+                self._first_head_seen(force=True)
                 self._hand_over(buffered)
             else:
                 super().data_received(buffered)
+                self._first_head_seen()
+
+        def _first_head_seen(self, force: bool = False) -> None:
+            if self._head_timer is not None and (force or self.cycle is not None):
+                self._head_timer.cancel()
+                self._head_timer = None
 
         def _hand_over(self, buffered: bytes) -> None:
             self.connections.discard(self)
