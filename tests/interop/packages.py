@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import tarfile
@@ -25,7 +26,11 @@ def hello_package(name: str = "hello-seq", version: str = "1.0.0") -> bytes:
         "index.js": INDEX_JS.encode(),
     }
     buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+    # mtime=0 everywhere: the same package gives the same bytes, whenever it is built.
+    with (
+        gzip.GzipFile(fileobj=buf, mode="wb", mtime=0) as gz,
+        tarfile.open(fileobj=gz, mode="w") as tar,
+    ):
         for fname, data in files.items():
             info = tarfile.TarInfo(fname)
             info.size = len(data)
