@@ -30,7 +30,7 @@ $(HOST018_STAMP): $(HOST018_DIR)/package.json $(HOST018_DIR)/package-lock.json
 node: $(NODE_STAMP) $(HOST018_STAMP)
 
 run: $(STAMP)
-	$(BIN)/space-manager serve --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR)
+	MALLOC_ARENA_MAX=$${MALLOC_ARENA_MAX:-2} $(BIN)/space-manager serve --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR)
 
 lint: $(STAMP)
 	$(BIN)/ruff check manager tests migrations $(wildcard bench)

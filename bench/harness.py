@@ -53,6 +53,7 @@ class Manager:
             **os.environ,
             "PYTHONUNBUFFERED": "1",
             "MANAGER_LOG_LEVEL": "warning",
+            "MALLOC_ARENA_MAX": "2",
             **(env or {}),
         }
         self.env.pop("MANAGER_DATABASE_URL", None)

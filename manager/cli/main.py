@@ -16,6 +16,7 @@ from manager.cli.secret import secret
 from manager.config import Settings
 from manager.db import migrate
 from manager.services.spaces import Bootstrap, bootstrap_if_empty
+from manager.web.server import limit_malloc_arenas, run_server
 
 
 @click.group()
@@ -88,14 +89,13 @@ def serve(
         ssl_certfile=ssl_certfile,
         ssl_keyfile=ssl_keyfile,
     )
+    limit_malloc_arenas()  # before any thread starts
     configure_logging(settings.log_level)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     migrate.upgrade(settings.effective_database_url)
     made = run_db(settings, lambda _svc, s: bootstrap_if_empty(s))
     if made is not None:
         announce_bootstrap(made, settings)
-    from manager.web.server import run_server
-
     asyncio.run(run_server(settings))
 
 

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
+import ctypes.util
 import logging
+import os
 
 import uvicorn
 
@@ -37,6 +41,18 @@ def build_config(svc: Services, *, own_services: bool = True) -> uvicorn.Config:
         ssl_certfile=settings.ssl_certfile,
         ssl_keyfile=settings.ssl_keyfile,
     )
+
+
+def limit_malloc_arenas(arenas: int = 2) -> None:
+    """glibc gives every thread that allocates (aiosqlite's, `to_thread`'s) its own heap
+    arena and keeps them; measured with 1,000 idle Hubs that made RSS per Hub jump between
+    38 and 132 KiB from run to run. Two arenas keep it at 38. Must run before threads start;
+    a no-op where mallopt is missing. MALLOC_ARENA_MAX in the environment wins."""
+    if os.environ.get("MALLOC_ARENA_MAX"):
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt(-8, arenas)  # M_ARENA_MAX
 
 
 async def run_server(settings: Settings) -> None:
