@@ -46,9 +46,13 @@ def hub_info(row: Hub, live: LiveHub | None, registry: HubRegistry, now: float) 
     return out
 
 
-def hub_list(rows: Sequence[Hub], registry: HubRegistry, space_id: str) -> list[dict[str, Any]]:
+def hub_list(
+    rows: Sequence[Hub], registry: HubRegistry, live: dict[str, LiveHub]
+) -> list[dict[str, Any]]:
+    """`live` is the registry as it was *before* `rows` were read: a Hub leaves the registry
+    only after its disconnect is committed, so the two never disagree the other way."""
     now = time.monotonic()
-    return [hub_info(r, registry.get(space_id, r.hub_id), registry, now) for r in rows]
+    return [hub_info(r, live.get(r.hub_id), registry, now) for r in rows]
 
 
 def sequences(registry: HubRegistry, space_id: str) -> list[dict[str, Any]]:

@@ -38,20 +38,21 @@ async def load(request: Request) -> Response:
 async def hub_list(request: Request) -> Response:
     space = await caller_space(request)
     svc = services(request)
+    live = {h.hub_id: h for h in svc.registry.in_space(space.id)}  # before the rows: see hub_list
     async with svc.sessions() as s:
         rows = await repo.list_hubs(s, space.id)
-    return JSONResponse(space_view.hub_list(rows, svc.registry, space.id))
+    return JSONResponse(space_view.hub_list(rows, svc.registry, live))
 
 
 async def hub_info(request: Request) -> Response:
     space = await caller_space(request)
     svc = services(request)
     hub_id = request.path_params["hub"]
+    live = svc.registry.get(space.id, hub_id)  # before the row, as in hub_list
     async with svc.sessions() as s:
         row = await repo.get_hub(s, space.id, hub_id)
     if row is None:
         raise NotFound(f"Hub {hub_id} not found")
-    live = svc.registry.get(space.id, hub_id)
     return JSONResponse(space_view.hub_info(row, live, svc.registry, time.monotonic()))
 
 
