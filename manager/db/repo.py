@@ -47,13 +47,6 @@ async def get_token(s: AsyncSession, token_id: str) -> ApiToken | None:
     return await s.get(ApiToken, token_id)
 
 
-async def list_tokens(s: AsyncSession, org_id: str | None = None) -> Sequence[ApiToken]:
-    q = select(ApiToken).order_by(ApiToken.created_ms)
-    if org_id is not None:
-        q = q.where(ApiToken.org_id == org_id)
-    return (await s.scalars(q)).all()
-
-
 # access keys
 
 

@@ -25,6 +25,8 @@ class HubLink(Protocol):
 
     async def send_control(self, code: int, payload: Any) -> None: ...
 
+    async def send_and_close(self, code: int, reason: str) -> None: ...
+
     async def close(self, reason: str) -> None: ...
 
 
@@ -37,7 +39,6 @@ class LiveHub:
     source: str = ""
     state: HubState = field(init=False)
     connected_at: float = field(default_factory=time.monotonic)
-    control_open: bool = False
     db_id: int | None = None
     connected_ms: int | None = None
     load_dirty: bool = False

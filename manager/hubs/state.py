@@ -47,7 +47,6 @@ class HubState:
     load_at: float | None = None
     network_info: list[Any] | None = None
     messages: int = 0
-    changed: float = field(default_factory=time.monotonic)
 
     def healthy(self, within_s: float, now: float | None = None) -> bool:
         if self.load_at is None:
@@ -62,8 +61,6 @@ class HubState:
         ok = handler(self, payload)
         if ok:
             self.messages += 1
-            if code != LOAD:
-                self.changed = time.monotonic()
         return ok
 
     def sequence_list(self) -> list[dict[str, Any]]:

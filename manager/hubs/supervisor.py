@@ -11,7 +11,6 @@ import time
 from collections.abc import Sequence
 
 from manager.db.models import AccessKey
-from manager.hubs.link import TunnelLink
 from manager.hubs.registry import HubRegistry, LiveHub
 from manager.hubs.state import KEY_REVOKED
 from manager.hubs.store import HubStore
@@ -100,8 +99,4 @@ class HubSupervisor:
 
     @staticmethod
     async def _revoke(hub: LiveHub) -> None:
-        if isinstance(hub.link, TunnelLink):
-            await hub.link.send_and_close(KEY_REVOKED, "access key revoked")
-        else:
-            await hub.link.send_control(KEY_REVOKED, {})
-            await hub.link.close("access key revoked")
+        await hub.link.send_and_close(KEY_REVOKED, "access key revoked")

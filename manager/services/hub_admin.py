@@ -15,7 +15,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from manager.db import repo
 from manager.db.models import Hub
-from manager.hubs.link import TunnelLink
 from manager.hubs.registry import HubRegistry, LiveHub
 from manager.hubs.state import ID_DROP
 from manager.services import audit
@@ -26,11 +25,7 @@ DISCONNECTED = "disconnected by the Space"
 
 
 async def _drop(hub: LiveHub) -> None:
-    if isinstance(hub.link, TunnelLink):
-        await hub.link.send_and_close(ID_DROP, DISCONNECTED)
-    else:
-        await hub.link.send_control(ID_DROP, {})
-        await hub.link.close(DISCONNECTED)
+    await hub.link.send_and_close(ID_DROP, DISCONNECTED)
 
 
 async def _gone(registry: HubRegistry, hubs: list[LiveHub], timeout: float = 5.0) -> None:

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from manager.db import repo
 from manager.db.models import ApiToken
 from manager.services.common import now_ms
-from manager.services.errors import Invalid, NotFound
+from manager.services.errors import NotFound
 from manager.services.principal import Principal
 
 CACHE_TTL_S = 2.0
@@ -128,10 +128,3 @@ class TokenService:
         if not hmac.compare_digest(row.token_hash.encode(), digest.encode()):
             return None
         return Principal(org_id=row.org_id, token_id=row.id, is_admin=row.is_admin)
-
-
-def validate_name(text: str, what: str = "name") -> str:
-    value = text.strip()
-    if not value or len(value) > 200:
-        raise Invalid(f"{what} must be 1 to 200 characters")
-    return value

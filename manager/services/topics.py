@@ -55,7 +55,6 @@ class SpaceTopic:
     content_type: str
     consumers: set[Consumer] = field(default_factory=set)
     producers: dict[str, int] = field(default_factory=dict)
-    carried: int = 0
 
     def subscribe(self, skip: str | None = None) -> Consumer:
         consumer = Consumer(skip=skip)
@@ -66,7 +65,6 @@ class SpaceTopic:
         self.consumers.discard(consumer)
 
     async def publish(self, chunk: bytes, origin: str) -> None:
-        self.carried += len(chunk)
         for consumer in list(self.consumers):
             if consumer.skip != origin and consumer in self.consumers:
                 await consumer.queue.put(chunk)

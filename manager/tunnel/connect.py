@@ -13,9 +13,9 @@ import contextlib
 import logging
 import socket
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Any, Protocol
+from typing import Protocol
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -44,8 +44,6 @@ class Admission:
     status: int
     run: Callable[[TunnelSession], Awaitable[None]] | None = None
     name: str = "tunnel"
-    window: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class TunnelAcceptor(Protocol):
@@ -165,10 +163,7 @@ class TunnelProtocol(asyncio.Protocol):
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        kwargs: dict[str, Any] = {"name": admission.name}
-        if admission.window:
-            kwargs["window"] = admission.window
-        session = TunnelSession(self, **kwargs)
+        session = TunnelSession(self, name=admission.name)
         self.session = session
         trailing, _closed = self._h11.trailing_data
         early = bytes(trailing) + bytes(self._early)

@@ -86,11 +86,7 @@ class TunnelSession:
         self.flush()
 
     def feed_eof(self, reason: str = "carrier closed") -> None:
-        if self.is_closed:
-            return
-        self.mux.receive_eof()
-        self._dispatch()
-        self._finish(reason)
+        self.close(reason)
 
     def pause_writing(self) -> None:
         self._carrier_ready.clear()

@@ -21,7 +21,7 @@ from starlette.types import Message, Receive, Scope, Send
 from manager.db import repo
 from manager.services import audit
 from manager.services.common import org_id_of
-from manager.services.errors import Invalid, NotFound, ServiceError, Unavailable
+from manager.services.errors import Invalid, NotFound, Unavailable
 from manager.services.spaces import space_for
 from manager.web.common import services
 from manager.web.errors import error_response
@@ -49,14 +49,6 @@ HOP_BY_HOP = frozenset(
 )
 _PREFIX = re.compile(rb"^/api/v1/space/[^/]+/api/v1/sth/[^/]+/api/v1(/.*)?$")
 _BAD_ESCAPES = re.compile(rb"%(2f|5c|00)", re.IGNORECASE)
-
-
-class GatewayError(ServiceError):
-    status = 502
-
-
-class GatewayTimeout(ServiceError):
-    status = 504
 
 
 Headers = list[tuple[bytes, bytes]]
