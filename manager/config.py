@@ -45,6 +45,8 @@ class Settings:
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None
     store_max_bytes: int = 1024 * 1024 * 1024
+    max_tunnels_per_source: int = 1000
+    max_requests_per_hub: int = 256
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -63,6 +65,8 @@ class Settings:
             ssl_certfile=env.get("MANAGER_SSL_CERTFILE") or None,
             ssl_keyfile=env.get("MANAGER_SSL_KEYFILE") or None,
             store_max_bytes=_int_env("MANAGER_STORE_MAX_BYTES", 1024 * 1024 * 1024),
+            max_tunnels_per_source=_int_env("MANAGER_MAX_TUNNELS_PER_SOURCE", 1000),
+            max_requests_per_hub=_int_env("MANAGER_MAX_REQUESTS_PER_HUB", 256),
         )
 
     def with_overrides(self, **changes: object) -> Settings:

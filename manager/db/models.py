@@ -147,3 +147,19 @@ class StoredSequence(Base):
     sha256: Mapped[str] = mapped_column(String(64))
     path: Mapped[str] = mapped_column(String(1000))
     created_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class VerifiedProof(Base):
+    """A Hub key proof that passed scrypt once, kept as an HMAC tag under the derived key.
+
+    Hubs resend the same proof on every reconnect; remembering it across restarts turns a
+    reconnect storm of N Hubs from N scrypt runs into N indexed lookups.
+    """
+
+    __tablename__ = "verified_proofs"
+
+    tag: Mapped[str] = mapped_column(String(64), primary_key=True)
+    access_key_id: Mapped[int] = mapped_column(
+        ForeignKey("access_keys.id", ondelete="CASCADE"), index=True
+    )
+    created_ms: Mapped[int] = mapped_column(BigInteger)

@@ -9,10 +9,18 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from manager.db.models import AccessKey, ApiToken, AuditEvent, Hub, Organization, Space
+from manager.db.models import (
+    AccessKey,
+    ApiToken,
+    AuditEvent,
+    Hub,
+    Organization,
+    Space,
+    VerifiedProof,
+)
 
 # organizations and spaces
 
@@ -109,6 +117,33 @@ async def mark_replica_hubs_disconnected(
 async def save_loads(s: AsyncSession, rows: Iterable[tuple[int, dict[str, Any], int]]) -> None:
     for pk, load, at_ms in rows:
         await s.execute(update(Hub).where(Hub.id == pk).values(last_load=load, last_load_ms=at_ms))
+
+
+# verified key proofs
+
+
+async def proof_key_id(s: AsyncSession, tag: str) -> int | None:
+    return await s.scalar(select(VerifiedProof.access_key_id).where(VerifiedProof.tag == tag))
+
+
+async def add_proof(s: AsyncSession, tag: str, access_key_id: int, at_ms: int) -> None:
+    s.add(VerifiedProof(tag=tag, access_key_id=access_key_id, created_ms=at_ms))
+
+
+async def prune_proofs(s: AsyncSession, access_key_id: int, keep: int) -> int:
+    """Drop all but the `keep` newest proofs of a key."""
+    newest = (
+        select(VerifiedProof.tag)
+        .where(VerifiedProof.access_key_id == access_key_id)
+        .order_by(VerifiedProof.created_ms.desc())
+        .limit(keep)
+    )
+    res = await s.execute(
+        delete(VerifiedProof).where(
+            VerifiedProof.access_key_id == access_key_id, VerifiedProof.tag.not_in(newest)
+        )
+    )
+    return int(getattr(res, "rowcount", 0) or 0)
 
 
 # audit

@@ -20,6 +20,7 @@ from starlette.types import ASGIApp
 
 from manager.config import Settings
 from manager.db import repo
+from manager.db.models import AccessKey
 from manager.hubs import keys
 from manager.hubs.control import ControlDecoder
 from manager.hubs.link import TunnelLink
@@ -54,6 +55,26 @@ class HubHello:
     tags: list[str]
     key_id: int
     source: str
+    slot: SourceSlot
+
+
+class SourceSlot:
+    """One tunnel's place in its source address's quota; giving it back twice is harmless."""
+
+    def __init__(self, counts: dict[str, int], source: str) -> None:
+        self._counts = counts
+        self._source = source
+        self._held = True
+        counts[source] = counts.get(source, 0) + 1
+
+    def release(self) -> None:
+        if self._held:
+            self._held = False
+            left = self._counts[self._source] - 1
+            if left:
+                self._counts[self._source] = left
+            else:
+                del self._counts[self._source]
 
 
 class HubGate:
@@ -72,6 +93,9 @@ class HubGate:
         self.secret = secret
         self.proofs = keys.ProofCache()
         self.limiter = keys.FailureLimiter()
+        self.proof_store_hits = 0
+        self.tunnels_by_source: dict[str, int] = {}
+        self.refused: dict[str, int] = {}
         self.app: ASGIApp | None = None
 
     # admission
@@ -85,22 +109,31 @@ class HubGate:
         async def run(session: TunnelSession) -> None:
             await self.run_hub(session, hello)
 
-        return Admission(status=200, run=run, name=name)
+        return Admission(status=200, run=run, name=name, abandon=hello.slot.release)
 
     async def check(self, target: str, headers: dict[str, str], peer: str) -> HubHello | int:
         """The Hub's identity, or the status to refuse it with (403 stops a real Hub)."""
         if self.limiter.blocked(peer):
             log.warning("tunnel from %s refused: too many failed key proofs", peer)
-            return 429
+            return self._refuse("failed_proofs", 429)
         space_id = _space_of(target)
         if space_id is None:
             log.warning("tunnel from %s refused: bad target %r", peer, target[:200])
-            return 403
+            return self._refuse("bad_target", 403)
         key_id = await self._check_key(space_id, headers.get("authorization", ""))
         if key_id is None:
             self.limiter.failed(peer)
             log.warning("tunnel from %s to %s refused: wrong or unknown key", peer, space_id)
-            return 403
+            return self._refuse("key", 403)
+        limit = self.settings.max_tunnels_per_source
+        if limit and self.tunnels_by_source.get(peer, 0) >= limit:
+            log.warning(
+                "tunnel from %s refused: %d tunnels from this address is the limit "
+                "(MANAGER_MAX_TUNNELS_PER_SOURCE)",
+                peer,
+                limit,
+            )
+            return self._refuse("per_source_limit", 429)
         return HubHello(
             space_id=space_id,
             requested_id=headers.get("x-sth-id", "").strip(),
@@ -108,32 +141,52 @@ class HubGate:
             tags=_tags(headers.get("x-sth-tags", "")),
             key_id=key_id,
             source=peer,
+            slot=SourceSlot(self.tunnels_by_source, peer),
         )
+
+    def _refuse(self, reason: str, status: int) -> int:
+        self.refused[reason] = self.refused.get(reason, 0) + 1
+        return status
 
     async def _check_key(self, space_id: str, authorization: str) -> int | None:
         if authorization[:7].lower() == "bearer ":
             value = authorization[7:].strip()
             if not keys.key_matches(self.secret, value):
                 return None
-            prefix = value[: keys.PREFIX_LEN]
-            proof = None
-        else:
-            try:
-                proof = keys.parse_authorization(authorization)
-            except keys.ProofFormatError:
-                return None
-            prefix = proof.key_prefix
+            async with self.store.sessions() as s:
+                row = await repo.access_key_by_prefix(s, value[: keys.PREFIX_LEN])
+            return _usable(row, space_id)
+        try:
+            proof = keys.parse_authorization(authorization)
+        except keys.ProofFormatError:
+            return None
+        # Any prefix has a derivable key, so an unknown prefix costs the same scrypt run as a
+        # wrong proof for a known one: timing does not tell which prefixes exist.
+        key = keys.derive_key(self.secret, proof.key_prefix)
+        tag = keys.proof_tag(key, proof.value)
+        known = self.proofs.lookup(proof.value) == proof.key_prefix
         async with self.store.sessions() as s:
-            row = await repo.access_key_by_prefix(s, prefix)
-        if row is None or row.space_id != space_id or row.revoked_ms is not None:
-            return None
-        if proof is not None and not await self.proofs.verify(proof, self.access_keys.key_for(row)):
-            return None
-        return row.id
+            row = await repo.access_key_by_prefix(s, proof.key_prefix)
+            stored = None if known else await repo.proof_key_id(s, tag)
+        key_id = _usable(row, space_id)
+        if not known and stored is not None and stored == key_id:
+            self.proof_store_hits += 1
+            self.proofs.remember(proof.value, proof.key_prefix)
+            known = True
+        if not known and await self.proofs.compute(proof, key) and key_id is not None:
+            await self.store.remember_proof(tag, key_id)
+            known = True
+        return key_id if known else None
 
     # the life of one tunnel
 
     async def run_hub(self, session: TunnelSession, hello: HubHello) -> None:
+        try:
+            await self._run_hub(session, hello)
+        finally:
+            hello.slot.release()
+
+    async def _run_hub(self, session: TunnelSession, hello: HubHello) -> None:
         session.on_channel = self._serve_hub_request(hello.space_id)
         await asyncio.sleep(FIRST_FRAME_DELAY_S)
         try:
@@ -143,7 +196,7 @@ class HubGate:
         except TunnelError as exc:
             log.warning("%s: no control channel (%s); closing", session.name, exc)
             return
-        link = TunnelLink(session, control)
+        link = TunnelLink(session, control, self.settings.max_requests_per_hub)
         hub_id = await self._claim_id(hello, link)
         if hub_id is None:
             return
@@ -238,6 +291,13 @@ class _CpmRewrite:
             path = f"/api/v1/space/{match.group(1)}/api/v1{rest}"
             scope = dict(scope, path=path, raw_path=path.encode())
         await self.app(scope, receive, send)
+
+
+def _usable(row: AccessKey | None, space_id: str) -> int | None:
+    """The key's id if it may admit a Hub to `space_id`."""
+    if row is None or row.space_id != space_id or row.revoked_ms is not None:
+        return None
+    return row.id
 
 
 def _alive(hub: LiveHub) -> bool:

@@ -91,6 +91,12 @@ def compute_digest(session: str, key: str) -> str:
     return base64.b64encode(raw).decode()
 
 
+def proof_tag(key: str, value: str) -> str:
+    """What we store for a verified proof: useless without the key, so neither a database
+    dump nor a rotated secret lets an old record admit anyone."""
+    return hmac.new(key.encode(), value.encode(), hashlib.sha256).hexdigest()
+
+
 def make_proof(key: str, random_bytes: bytes | None = None) -> str:
     """What a Hub sends for `key`: used by our connector and by tests."""
     rnd = random_bytes if random_bytes is not None else secrets.token_bytes(12)
@@ -105,10 +111,12 @@ class ProofCache:
         self._entries: OrderedDict[str, str] = OrderedDict()
         self._max = max_entries
         self.scrypt_runs = 0
+        self.hits = 0
 
     def lookup(self, value: str) -> str | None:
         prefix = self._entries.get(value)
         if prefix is not None:
+            self.hits += 1
             self._entries.move_to_end(value)
         return prefix
 
@@ -126,11 +134,15 @@ class ProofCache:
         """Check `proof` against the derived `key`, running scrypt off the event loop once."""
         if self.lookup(proof.value) == proof.key_prefix:
             return True
-        if not key.startswith(proof.key_prefix):
-            return False
+        return await self.compute(proof, key)
+
+    async def compute(self, proof: Proof, key: str) -> bool:
+        """The slow check itself; a match is remembered."""
         self.scrypt_runs += 1
         digest = await asyncio.to_thread(compute_digest, proof.session, key)
-        if hmac.compare_digest(digest.encode(), proof.digest.encode()):
+        if key.startswith(proof.key_prefix) and hmac.compare_digest(
+            digest.encode(), proof.digest.encode()
+        ):
             self.remember(proof.value, proof.key_prefix)
             return True
         return False

@@ -21,16 +21,19 @@ FAREWELL_S = 0.3  # time for a last control message to leave before the socket c
 
 
 class TunnelLink:
-    def __init__(self, session: TunnelSession, control: ControlStream) -> None:
+    def __init__(
+        self, session: TunnelSession, control: ControlStream, max_requests: int = 256
+    ) -> None:
         self.session = session
         self.control = control
+        self.max_requests = max_requests or session.max_channels
         self._pool: httpcore.AsyncConnectionPool | None = None
 
     @property
     def pool(self) -> httpcore.AsyncConnectionPool:
         """Keep-alive HTTP connections (channels) to the Hub, made on first use."""
         if self._pool is None:
-            self._pool = make_pool(self.session)
+            self._pool = make_pool(self.session, self.max_requests)
         return self._pool
 
     async def release(self) -> None:

@@ -42,6 +42,7 @@ class LiveHub:
     db_id: int | None = None
     connected_ms: int | None = None
     load_dirty: bool = False
+    in_flight: int = 0  # proxied requests now using the tunnel
 
     def __post_init__(self) -> None:
         self.state = HubState(hub_id=self.hub_id)

@@ -3,11 +3,13 @@ with audit records) and LOAD figures (in batches, because they change every 5 s)
 
 from __future__ import annotations
 
+import logging
 import secrets
 import string
 from collections.abc import Sequence
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from manager.db import repo
@@ -17,12 +19,16 @@ from manager.services import audit
 from manager.services.common import now_ms
 
 _ID_ALPHABET = string.ascii_lowercase + string.digits
+PROOFS_PER_KEY = 50_000  # one per Hub process that used the key; Hubs resend theirs
+PROOF_PRUNE_EVERY = 1000
+log = logging.getLogger("manager.hubs")
 
 
 class HubStore:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], replica: str) -> None:
         self.sessions = sessions
         self.replica = replica
+        self._proofs_added = 0
 
     async def release_replica(self) -> int:
         """At start-up: Hubs this replica held before a restart are not connected any more."""
@@ -104,6 +110,21 @@ class HubStore:
             return
         async with self.sessions() as s, s.begin():
             await repo.save_loads(s, rows)
+
+    async def remember_proof(self, tag: str, access_key_id: int) -> None:
+        """Keep a verified proof for later restarts; losing one only costs a scrypt run."""
+        try:
+            async with self.sessions() as s, s.begin():
+                await repo.add_proof(s, tag, access_key_id, now_ms())
+        except IntegrityError:
+            return  # the same proof, verified twice at once
+        except SQLAlchemyError as exc:
+            log.warning("could not remember a verified key proof: %s", type(exc).__name__)
+            return
+        self._proofs_added += 1
+        if self._proofs_added % PROOF_PRUNE_EVERY == 0:
+            async with self.sessions() as s, s.begin():
+                await repo.prune_proofs(s, access_key_id, PROOFS_PER_KEY)
 
     async def revoked_among(self, key_ids: set[int]) -> set[int]:
         if not key_ids:

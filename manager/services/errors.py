@@ -34,6 +34,10 @@ class TooLarge(ServiceError):
     status = 413
 
 
+class TooMany(ServiceError):
+    status = 429
+
+
 class Unavailable(ServiceError):
     status = 503
 

@@ -44,6 +44,7 @@ class Admission:
     status: int
     run: Callable[[TunnelSession], Awaitable[None]] | None = None
     name: str = "tunnel"
+    abandon: Callable[[], None] | None = None  # called when `run` will never be
 
 
 class TunnelAcceptor(Protocol):
@@ -146,6 +147,8 @@ class TunnelProtocol(asyncio.Protocol):
             self._refuse(503, "admission failed")
             return
         if self._closed:
+            if admission.abandon is not None:
+                admission.abandon()
             return
         if admission.status != 200 or admission.run is None:
             self._refuse(admission.status, None)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from manager import __version__
 from manager.services.audit_stream import audit_lines
-from manager.services.errors import Invalid
+from manager.services.errors import Forbidden, Invalid
+from manager.services.metrics import collect as collect_metrics
+from manager.services.metrics import render as render_metrics
 from manager.services.spaces import visible_spaces
 from manager.web.common import caller_space, json_body, principal, services
 
@@ -82,8 +84,17 @@ async def audit_all(request: Request) -> Response:
     return StreamingResponse(audit_lines(svc.sessions, ids), media_type="application/x-ndjson")
 
 
+async def metrics(request: Request) -> Response:
+    """Prometheus text; platform admins only, since it counts every Space's Hubs."""
+    if not principal(request).is_admin:
+        raise Forbidden()
+    text = render_metrics(collect_metrics(services(request)))
+    return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
+
+
 routes = [
     Route("/api/v1/version", version, methods=["GET"]),
+    Route("/api/v1/metrics", metrics, methods=["GET"]),
     Route("/api/v1/spaces", spaces, methods=["GET"]),
     Route("/api/v1/audit", audit_all, methods=["GET"]),
     Route("/api/v1/space/{space}/apikey", list_keys, methods=["GET"]),

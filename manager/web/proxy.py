@@ -21,7 +21,7 @@ from starlette.types import Message, Receive, Scope, Send
 from manager.db import repo
 from manager.services import audit
 from manager.services.common import org_id_of
-from manager.services.errors import Invalid, NotFound, Unavailable
+from manager.services.errors import Invalid, NotFound, TooMany, Unavailable
 from manager.services.spaces import space_for
 from manager.web.common import services
 from manager.web.errors import error_response
@@ -130,7 +130,31 @@ class HubProxy:
                     if known is None:
                         raise NotFound(f"Hub {hub_id} not found")
                     raise Unavailable(f"Hub {hub_id} is not connected")
-        headers = forwarded_headers(list(scope["headers"]), who.requestor)
+        limit = svc.settings.max_requests_per_hub
+        if limit and live.in_flight >= limit:
+            raise TooMany(
+                f"Hub {hub_id} already has {limit} requests in flight (the limit); retry later"
+            )
+        live.in_flight += 1
+        try:
+            await self._forward(scope, receive, send, live.link.pool, who.requestor, target)
+        finally:
+            live.in_flight -= 1
+
+    async def _forward(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        pool: httpcore.AsyncConnectionPool,
+        requestor: str,
+        target: bytes,
+    ) -> None:
+        request = Request(scope, receive)
+        svc = services(request)
+        space_id = request.path_params["space"]
+        hub_id = request.path_params["hub"]
+        headers = forwarded_headers(list(scope["headers"]), requestor)
         length = request.headers.get("content-length")
         chunked = "chunked" in request.headers.get("transfer-encoding", "").lower()
         if length is not None:
@@ -140,7 +164,7 @@ class HubProxy:
         exchange = _Exchange(scope, receive, send, hub_id, svc.settings.channel_open_timeout_s)
         has_body = chunked or (length not in (None, "0"))
         try:
-            await exchange.run(live.link.pool, scope["method"], target, headers, has_body)
+            await exchange.run(pool, scope["method"], target, headers, has_body)
         finally:
             svc.audit.add(
                 space_id=space_id,
@@ -148,7 +172,7 @@ class HubProxy:
                 op_code=audit.PROXIED_OPERATION,
                 op_state="END",
                 object_id=target.split(b"?")[0].decode("latin-1")[:200],
-                requestor_id=who.requestor,
+                requestor_id=requestor,
                 detail={"method": scope["method"], "status": exchange.status},
             )
 

@@ -16,7 +16,7 @@ from manager.services.context import Services
 from manager.tunnel.session import TunnelSession
 from manager.tunnel.websocket import run_websocket_tunnel
 
-REFUSALS = {403: (4403, "access key refused"), 429: (4429, "too many failed attempts")}
+REFUSALS = {403: (4403, "access key refused"), 429: (4429, "too many attempts or tunnels")}
 ENDINGS = {
     "id already connected": (4409, "id already connected"),
     "id taken": (4409, "id already connected"),
@@ -38,7 +38,12 @@ async def hub_websocket(ws: WebSocket) -> None:
     peer = ws.client.host if ws.client else "?"
     headers = {k.lower(): v for k, v in ws.headers.items()}
     hello = await svc.gate.check(ws.url.path, headers, peer)
-    await ws.accept()
+    try:
+        await ws.accept()
+    except BaseException:
+        if not isinstance(hello, int):
+            hello.slot.release()
+        raise
     if isinstance(hello, int):
         code, reason = REFUSALS.get(hello, (4400, "refused"))
         await ws.close(code=code, reason=reason)

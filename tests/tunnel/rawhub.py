@@ -6,11 +6,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
+from typing import TYPE_CHECKING
 
 import h11
 
 from manager.hubs.keys import make_proof
 from manager.mux import ChannelOpened, ConnectionFailed, DataReceived, Mux
+
+if TYPE_CHECKING:
+    from tests.running import RunningManager
 
 
 def connect_head(space: str, key: str | None, *, hub_id: str = "", extra: bytes = b"") -> bytes:
@@ -135,3 +140,17 @@ class RawHub:
             await self.writer.wait_closed()
         if self._task is not None:
             self._task.cancel()
+
+
+async def join(manager: RunningManager, key: str, hub_id: str) -> RawHub:
+    """A raw Hub through admission and into the registry (or refused: see `status`)."""
+    head = connect_head(manager.world.space_id, key, hub_id=hub_id)
+    hub = await RawHub.open(manager.svc.settings.port, head)
+    if hub.status == 200:
+        hub.start()
+        await hub.wait_control()
+        deadline = time.monotonic() + 5
+        while manager.svc.registry.get(manager.world.space_id, hub_id) is None:
+            assert time.monotonic() < deadline, f"{hub_id} never registered"
+            await asyncio.sleep(0.02)
+    return hub

@@ -12,7 +12,7 @@ import pytest
 
 from tests.interop.peer import HubPeer
 from tests.running import RunningManager
-from tests.tunnel.rawhub import RawHub, connect_head
+from tests.tunnel.rawhub import RawHub, connect_head, join
 
 
 @pytest.fixture
@@ -103,17 +103,8 @@ async def test_non_latin1_header_bytes_are_accepted(manager: RunningManager):
 
 
 async def _joined(manager: RunningManager, hub_id: str) -> RawHub:
-    key = await manager.new_key(hub_id)
-    hub = await RawHub.open(
-        _port(manager), connect_head(manager.world.space_id, key, hub_id=hub_id)
-    )
+    hub = await join(manager, await manager.new_key(hub_id), hub_id)
     assert hub.status == 200
-    hub.start()
-    await hub.wait_control()
-    deadline = time.monotonic() + 5
-    while manager.svc.registry.get(manager.world.space_id, hub_id) is None:
-        assert time.monotonic() < deadline
-        await asyncio.sleep(0.02)
     return hub
 
 
