@@ -54,6 +54,7 @@ class Manager:
             "PYTHONUNBUFFERED": "1",
             "MANAGER_LOG_LEVEL": "warning",
             "MALLOC_ARENA_MAX": "2",
+            "MANAGER_MAX_TUNNELS_PER_SOURCE": "0",  # every bench Hub comes from 127.0.0.1
             **(env or {}),
         }
         self.env.pop("MANAGER_DATABASE_URL", None)
