@@ -46,6 +46,7 @@ test: lint typecheck pytest
 
 fuzz: $(STAMP)
 	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-100000} $(BIN)/pytest -q tests/fuzz tests/mux/test_properties.py
+	SCHEMATHESIS_EXAMPLES=$${SCHEMATHESIS_EXAMPLES:-500} $(BIN)/pytest -q tests/web/test_openapi.py
 
 bench: $(STAMP) $(NODE_STAMP)
 	$(BIN)/python -m bench.run

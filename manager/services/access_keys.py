@@ -40,6 +40,8 @@ def clean_description(text: object) -> str:
     value = text.strip()
     if len(value) > MAX_DESCRIPTION:
         raise Invalid(f"description is longer than {MAX_DESCRIPTION} characters")
+    if "\x00" in value:  # PostgreSQL text cannot hold it
+        raise Invalid("description must not contain NUL characters")
     return value
 
 
@@ -94,7 +96,7 @@ class AccessKeyService:
         """A live key of the Space by its `created` id or by the key value itself."""
         ident = ident.strip()
         row: AccessKey | None = None
-        if ident.isdigit() and len(ident) <= 16:
+        if ident.isascii() and ident.isdigit() and len(ident) <= 16:  # not "²": int() fails
             row = await repo.access_key_by_created(s, space_id, int(ident))
         elif key_matches(self._secret, ident):
             row = await repo.access_key_by_prefix(s, ident[:16])

@@ -51,10 +51,11 @@ async def disconnect(
     if isinstance(body.get("id"), str):
         targets = [h for h in live if h.hub_id == body["id"]]
         if not targets:
-            if await repo.get_hub(s, space_id, body["id"]) is None:
+            # No Hub id has a NUL, and PostgreSQL text cannot hold one: don't ask.
+            if "\x00" in body["id"] or await repo.get_hub(s, space_id, body["id"]) is None:
                 raise NotFound(f"Hub {body['id']} not found")
             raise Conflict(f"Hub {body['id']} is not connected")
-    elif body.get("limit") == 0:
+    elif body.get("limit") == 0 and body["limit"] is not False:  # False == 0 in Python
         targets = live
     elif isinstance(body.get("accessKey"), str):
         row = await keys.find(s, space_id, body["accessKey"])

@@ -12,7 +12,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from manager.services.context import Services
-from manager.web import platform_routes, space_routes, tunnel_routes
+from manager.web import openapi, platform_routes, space_routes, tunnel_routes
 from manager.web.auth import AuthMiddleware
 from manager.web.errors import HANDLERS
 
@@ -42,6 +42,7 @@ def create_app(svc: Services, *, own_services: bool = False) -> Starlette:
         routes=[
             Route("/", root, methods=["GET"]),
             Route("/healthz", root, methods=["GET"]),
+            Route("/api/v1/openapi.json", openapi.serve, methods=["GET"]),
             *platform_routes.routes,
             *space_routes.routes,
             *tunnel_routes.routes,

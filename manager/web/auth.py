@@ -15,7 +15,7 @@ from manager.services.tokens import TokenService
 from manager.web.errors import error_response
 
 _SLASHES = re.compile(r"/{2,}")
-PUBLIC_PATHS = frozenset({"/", "/healthz"})
+PUBLIC_PATHS = frozenset({"/", "/healthz", "/api/v1/openapi.json"})
 
 
 class AuthMiddleware:
@@ -31,6 +31,10 @@ class AuthMiddleware:
         if "//" in path:
             path = _SLASHES.sub("/", path)
             scope = dict(scope, path=path, raw_path=path.encode())
+        if "\x00" in path and scope["type"] == "http":  # no id has one; PostgreSQL text can't
+            refusal = error_response(400, "NUL characters are not allowed in paths")
+            await refusal(scope, receive, send)
+            return
         state = scope.setdefault("state", {})
         if state.get("principal") is not None or path in PUBLIC_PATHS:
             await self.app(scope, receive, send)

@@ -46,6 +46,6 @@ async def json_body(request: Request, *, default: Any = None) -> Any:
         return default
     try:
         value = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # deep [[[[...
         raise Invalid(f"Malformed JSON body: {exc}") from None
     return default if value is None else value

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from http import HTTPStatus
 from typing import Any
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Match, Mount, Route
+from starlette.types import Scope
 
 from manager.services.errors import ServiceError
 
@@ -29,7 +32,7 @@ async def service_error(_request: Request, exc: Exception) -> Response:
     return error_response(exc.status, exc.message)
 
 
-async def http_error(_request: Request, exc: Exception) -> Response:
+async def http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     detail = exc.detail if exc.detail and exc.detail != HTTPStatus(exc.status_code).phrase else None
     if exc.status_code == 404 and detail is None:
@@ -37,7 +40,26 @@ async def http_error(_request: Request, exc: Exception) -> Response:
     resp = error_response(exc.status_code, detail)
     if exc.headers:
         resp.headers.update(exc.headers)
+    if exc.status_code == 405:
+        scope = request.scope
+        top = {**scope, "root_path": scope.get("app_root_path", scope.get("root_path", ""))}
+        resp.headers["allow"] = ", ".join(sorted(allowed_methods(request.app.routes, top)))
     return resp
+
+
+def allowed_methods(routes: Sequence[BaseRoute], scope: Scope) -> set[str]:
+    """Every method served at the path. Starlette's 405 names only those of the first route
+    that matched the path, and many paths here are one route per method (RFC 9110 wants all)."""
+    methods: set[str] = set()
+    for route in routes:
+        match, child = route.matches(scope)
+        if match is Match.NONE:
+            continue
+        if isinstance(route, Mount):
+            methods |= allowed_methods(route.routes, {**scope, **child})
+        elif isinstance(route, Route):
+            methods |= route.methods or set()
+    return methods
 
 
 async def unexpected_error(request: Request, exc: Exception) -> Response:
