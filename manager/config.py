@@ -25,6 +25,13 @@ def _int_env(name: str, default: int) -> int:
         raise SystemExit(f"{name} must be an integer, got {raw!r}") from exc
 
 
+def _choice_env(name: str, choices: tuple[str, ...]) -> str:
+    raw = os.environ.get(name, "").strip().lower() or choices[0]
+    if raw not in choices:
+        raise SystemExit(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+    return raw
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the manager needs to know about its deployment."""
@@ -47,6 +54,7 @@ class Settings:
     store_max_bytes: int = 1024 * 1024 * 1024
     max_tunnels_per_source: int = 1000
     max_requests_per_hub: int = 256
+    loop: str = "auto"
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -67,6 +75,7 @@ class Settings:
             store_max_bytes=_int_env("MANAGER_STORE_MAX_BYTES", 1024 * 1024 * 1024),
             max_tunnels_per_source=_int_env("MANAGER_MAX_TUNNELS_PER_SOURCE", 1000),
             max_requests_per_hub=_int_env("MANAGER_MAX_REQUESTS_PER_HUB", 256),
+            loop=_choice_env("MANAGER_LOOP", ("auto", "asyncio", "uvloop")),
         )
 
     def with_overrides(self, **changes: object) -> Settings:

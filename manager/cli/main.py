@@ -16,7 +16,7 @@ from manager.cli.secret import secret
 from manager.config import Settings
 from manager.db import migrate
 from manager.services.spaces import Bootstrap, bootstrap_if_empty
-from manager.web.server import limit_malloc_arenas, run_server
+from manager.web.server import event_loop_factory, limit_malloc_arenas, run_server
 
 
 @click.group()
@@ -96,7 +96,8 @@ def serve(
     made = run_db(settings, lambda _svc, s: bootstrap_if_empty(s))
     if made is not None:
         announce_bootstrap(made, settings)
-    asyncio.run(run_server(settings))
+    with asyncio.Runner(loop_factory=event_loop_factory(settings.loop)) as runner:
+        runner.run(run_server(settings))
 
 
 def announce_bootstrap(made: Bootstrap, settings: Settings) -> None:

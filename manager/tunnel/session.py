@@ -69,7 +69,9 @@ class TunnelSession:
         self._carrier_ready = asyncio.Event()
         self._carrier_ready.set()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._keepalive = asyncio.get_running_loop().call_later(KEEP_ALIVE_S, self._keep_alive)
+        self._loop = asyncio.get_running_loop()
+        self._flush_scheduled = False
+        self._keepalive = self._loop.call_later(KEEP_ALIVE_S, self._keep_alive)
 
     @property
     def is_closed(self) -> bool:
@@ -95,6 +97,14 @@ class TunnelSession:
         self._carrier_ready.set()
 
     def flush(self) -> None:
+        """Write pending frames at the end of this loop iteration, so the frames produced
+        by one burst of work (a request head, STATUS reports, ENDs) leave in one syscall."""
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush_now)
+
+    def _flush_now(self) -> None:
+        self._flush_scheduled = False
         chunks = self.mux.data_to_send()
         if chunks and not self.is_closed:
             self.carrier.write(chunks)
@@ -218,4 +228,6 @@ class TunnelSession:
         self._carrier_ready.set()
         for task in list(self._tasks):
             task.cancel()
+        if self._flush_scheduled and (chunks := self.mux.data_to_send()):
+            self.carrier.write(chunks)  # last words (an END, a control line) go out first
         self.carrier.close()

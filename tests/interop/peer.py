@@ -124,17 +124,23 @@ class HubPeer:
 async def join_hub(
     manager: Any, hub_id: str, *args: str, key: str | None = None, healthy: bool = False
 ) -> HubPeer:
-    """Start a Hub peer in `manager`'s default Space and wait until the manager has it
-    (and, with `healthy`, until /list calls it healthy)."""
+    """Start a Hub peer in `manager`'s default Space and wait until /list shows it active
+    (and, with `healthy`, healthy). The Hub's control channel opens just before the manager
+    registers it, so `control_opened` alone is too early."""
     key = key or await manager.new_key()
     peer = await HubPeer.start(
         manager.url, manager.world.space_id, key, "--id", hub_id, "--load-interval", "300", *args
     )
     await peer.wait_for(event="control_opened")
     deadline = asyncio.get_running_loop().time() + 10
-    while manager.svc.registry.get(manager.world.space_id, hub_id) is None or (
-        healthy and not any(h["id"] == hub_id and h["healthy"] for h in await manager.hubs())
-    ):
+
+    def listed(hubs: list[dict[str, Any]]) -> bool:
+        return any(
+            h["id"] == hub_id and h["isConnectionActive"] and (h["healthy"] or not healthy)
+            for h in hubs
+        )
+
+    while not listed(await manager.hubs()):
         assert asyncio.get_running_loop().time() < deadline, f"{hub_id} did not join"
         await asyncio.sleep(0.05)
     return peer

@@ -10,18 +10,14 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from tests.interop.peer import HubPeer
+from tests.interop.peer import HubPeer, join_hub
 from tests.running import RunningManager
 from tests.tunnel.rawhub import RawHub, connect_head, join
 
 
 @pytest.fixture
 async def good_hub(manager: RunningManager) -> AsyncIterator[HubPeer]:
-    key = await manager.new_key("good")
-    peer = await HubPeer.start(
-        manager.url, manager.world.space_id, key, "--id", "good", "--load-interval", "500"
-    )
-    await peer.wait_for(event="control_opened")
+    peer = await join_hub(manager, "good", "--load-interval", "500")
     yield peer
     await peer.stop()
 
@@ -96,6 +92,10 @@ async def test_non_latin1_header_bytes_are_accepted(manager: RunningManager):
     try:
         assert hub.status == 200
         await hub.wait_control()
+        deadline = time.monotonic() + 5  # the control channel opens just before registration
+        while manager.svc.registry.get(manager.world.space_id, "utf8") is None:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.02)
         info = await manager.hub("utf8")
         assert info["isConnectionActive"] is True
     finally:
