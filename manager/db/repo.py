@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from manager.db.models import (
@@ -151,6 +151,10 @@ async def prune_proofs(s: AsyncSession, access_key_id: int, keep: int) -> int:
 
 async def add_audit(s: AsyncSession, event: AuditEvent) -> None:
     s.add(event)
+
+
+async def add_audit_rows(s: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    await s.execute(insert(AuditEvent), rows)
 
 
 async def audit_events(

@@ -24,8 +24,11 @@ HUB_DELETED = 14002
 PROXIED_OPERATION = 15100
 
 
-async def record(
-    s: AsyncSession,
+async def record(s: AsyncSession, **fields: Any) -> None:
+    await repo.add_audit(s, AuditEvent(**row(**fields)))
+
+
+def row(
     *,
     space_id: str | None,
     op_code: int,
@@ -34,21 +37,20 @@ async def record(
     object_id: str | None = None,
     requestor_id: str = "system",
     detail: dict[str, Any] | None = None,
-) -> None:
-    await repo.add_audit(
-        s,
-        AuditEvent(
-            org_id=org_id_of(space_id) if space_id else None,
-            space_id=space_id,
-            hub_id=hub_id,
-            op_code=op_code,
-            op_state=op_state,
-            object_id=object_id,
-            requestor_id=requestor_id,
-            received_ms=now_ms(),
-            detail=detail,
-        ),
-    )
+    received_ms: int | None = None,
+) -> dict[str, Any]:
+    """An audit_events row as column values."""
+    return {
+        "org_id": org_id_of(space_id) if space_id else None,
+        "space_id": space_id,
+        "hub_id": hub_id,
+        "op_code": op_code,
+        "op_state": op_state,
+        "object_id": object_id,
+        "requestor_id": requestor_id,
+        "received_ms": received_ms if received_ms is not None else now_ms(),
+        "detail": detail,
+    }
 
 
 def as_record(ev: AuditEvent) -> dict[str, Any]:

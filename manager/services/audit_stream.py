@@ -53,7 +53,7 @@ class AuditWriter:
         if len(self._queue) >= self.max_queue:
             self.dropped += 1  # the database is far behind: keep the proxy serving
             return
-        self._queue.append(record)
+        self._queue.append(audit.row(**record))  # stamped now, written later
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._loop())
@@ -63,7 +63,10 @@ class AuditWriter:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        await self.flush()
+        try:
+            await self.flush()
+        except Exception as exc:
+            log.warning("audit records lost at shutdown (%d): %r", len(self._queue), exc)
 
     async def _loop(self) -> None:
         while True:
@@ -74,9 +77,16 @@ class AuditWriter:
                 log.warning("audit flush failed: %r", exc)
 
     async def flush(self) -> None:
+        """One multi-row INSERT per batch; a failed batch goes back to the queue (up to
+        `max_queue`), so a database outage delays records instead of losing them."""
         if not self._queue:
             return
         batch, self._queue = self._queue, []
-        async with self.sessions() as s, s.begin():
-            for record in batch:
-                await audit.record(s, **record)
+        try:
+            async with self.sessions() as s, s.begin():
+                await repo.add_audit_rows(s, batch)
+        except BaseException:
+            room = max(0, self.max_queue - len(self._queue))
+            self.dropped += max(0, len(batch) - room)
+            self._queue[:0] = batch[:room]
+            raise
