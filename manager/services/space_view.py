@@ -4,6 +4,7 @@ live state that control channels keep in memory — never by asking every Hub pe
 from __future__ import annotations
 
 import datetime as dt
+import json
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -21,6 +22,45 @@ def iso(ms: int | None) -> str | None:
 
 
 def hub_info(row: Hub, live: LiveHub | None, registry: HubRegistry, now: float) -> dict[str, Any]:
+    return _entry(row, live, bool(live and registry.healthy(live, now)))
+
+
+class HubListing:
+    """Renders a Space's Hub list as JSON, reusing each Hub's rendered entry while nothing
+    it shows changed (its row, liveness, health, or control messages). A list of 10,000
+    Hubs then costs one SQL read and a join instead of 10,000 dicts and a 2.6 MB dumps."""
+
+    def __init__(self) -> None:
+        self._entries: dict[tuple[str, str], tuple[tuple[Any, ...], str]] = {}
+
+    def render(
+        self, space_id: str, rows: Sequence[Any], registry: HubRegistry, live: dict[str, LiveHub]
+    ) -> bytes:
+        """`rows` from `repo.hub_listing`; `live` as in `hub_list`."""
+        now = time.monotonic()
+        parts: list[str] = []
+        seen: set[tuple[str, str]] = set()
+        for row in rows:
+            hub = live.get(row.hub_id)
+            key = (
+                tuple(row),
+                id(hub) if hub else None,
+                hub.state.messages if hub else 0,
+                bool(hub and registry.healthy(hub, now)),
+            )
+            slot = (space_id, row.hub_id)
+            seen.add(slot)
+            cached = self._entries.get(slot)
+            if cached is None or cached[0] != key:
+                text = json.dumps(_entry(row, hub, key[3]), separators=(",", ":"))
+                cached = self._entries[slot] = (key, text)
+            parts.append(cached[1])
+        for slot in [k for k in self._entries if k[0] == space_id and k not in seen]:
+            del self._entries[slot]
+        return ("[" + ",".join(parts) + "]").encode()
+
+
+def _entry(row: Any, live: LiveHub | None, healthy: bool) -> dict[str, Any]:
     info = {
         "created": iso(row.created_ms),
         "lastConnected": iso(row.last_connected_ms),
@@ -29,7 +69,7 @@ def hub_info(row: Hub, live: LiveHub | None, registry: HubRegistry, now: float) 
     out: dict[str, Any] = {
         "id": row.hub_id,
         "info": {k: v for k, v in info.items() if v is not None},
-        "healthy": bool(live and registry.healthy(live, now)),
+        "healthy": healthy,
         "selfHosted": row.self_hosted,
         "isConnectionActive": live is not None,
         "description": row.description,
@@ -44,15 +84,6 @@ def hub_info(row: Hub, live: LiveHub | None, registry: HubRegistry, now: float) 
     else:
         out.update(topics=[], sequences=[], instances=[])
     return out
-
-
-def hub_list(
-    rows: Sequence[Hub], registry: HubRegistry, live: dict[str, LiveHub]
-) -> list[dict[str, Any]]:
-    """`live` is the registry as it was *before* `rows` were read: a Hub leaves the registry
-    only after its disconnect is committed, so the two never disagree the other way."""
-    now = time.monotonic()
-    return [hub_info(r, live.get(r.hub_id), registry, now) for r in rows]
 
 
 def sequences(registry: HubRegistry, space_id: str) -> list[dict[str, Any]]:

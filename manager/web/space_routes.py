@@ -38,10 +38,13 @@ async def load(request: Request) -> Response:
 async def hub_list(request: Request) -> Response:
     space = await caller_space(request)
     svc = services(request)
-    live = {h.hub_id: h for h in svc.registry.in_space(space.id)}  # before the rows: see hub_list
+    # The live Hubs before the rows: a Hub leaves the registry only after its disconnect is
+    # committed, so the two never disagree the other way.
+    live = {h.hub_id: h for h in svc.registry.in_space(space.id)}
     async with svc.sessions() as s:
-        rows = await repo.list_hubs(s, space.id)
-    return JSONResponse(space_view.hub_list(rows, svc.registry, live))
+        rows = await repo.hub_listing(s, space.id)
+    body = svc.listing.render(space.id, rows, svc.registry, live)
+    return Response(body, media_type="application/json")
 
 
 async def hub_info(request: Request) -> Response:

@@ -1,0 +1,64 @@
+"""The cached Hub list must never show a stale entry: every input of an entry is its key."""
+
+from __future__ import annotations
+
+import json
+from collections import namedtuple
+from typing import Any, cast
+
+from manager.hubs.registry import HubLink, HubRegistry, LiveHub
+from manager.hubs.state import INSTANCE, LOAD
+from manager.services.space_view import HubListing
+
+Row = namedtuple(
+    "Row",
+    "hub_id description tags self_hosted created_ms last_connected_ms "
+    "last_disconnected_ms disconnect_reason",
+)
+LOAD_FIGURES = {"avgLoad": 1, "currentLoad": 1, "memFree": 1, "memUsed": 1, "fsSize": []}
+
+
+def _row(hub_id: str, **changes: Any) -> Row:
+    base = Row(hub_id, "d", ["t"], True, 1_700_000_000_000, None, None, "manager restarted")
+    return base._replace(**changes)
+
+
+def _render(listing: HubListing, rows: list[Row], reg: HubRegistry) -> list[dict[str, Any]]:
+    live = {h.hub_id: h for h in reg.in_space("s")}
+    return list(json.loads(listing.render("s", rows, reg, live)))
+
+
+def test_every_change_shows_up():
+    reg = HubRegistry(healthy_after_s=15.0)
+    listing = HubListing()
+    rows = [_row("a"), _row("b")]
+    first = _render(listing, rows, reg)
+    assert [h["id"] for h in first] == ["a", "b"]
+    assert first[0]["disconnectReason"] == "manager restarted"
+    assert first[0]["isConnectionActive"] is False
+
+    rows[0] = _row("a", description="new", disconnect_reason=None, last_connected_ms=2)
+    hub = LiveHub("s", "a", cast(HubLink, None))
+    reg.attach(hub)
+    entry = _render(listing, rows, reg)[0]
+    assert (entry["description"], entry["isConnectionActive"], entry["healthy"]) == (
+        "new",
+        True,
+        False,
+    )
+    hub.state.apply(LOAD, LOAD_FIGURES)
+    assert _render(listing, rows, reg)[0]["healthy"] is True
+    assert hub.state.apply(INSTANCE, {"instance": {"id": "i1", "sequence": {"id": "q1"}}})
+    assert _render(listing, rows, reg)[0]["instances"] == ["i1"]
+    assert (
+        _render(
+            listing,
+            rows,
+            reg,
+        )[0]["healthy"]
+        is True
+    )
+
+    reg.detach(hub)
+    assert _render(listing, rows, reg)[0]["isConnectionActive"] is False
+    assert [h["id"] for h in _render(listing, rows[1:], reg)] == ["b"]  # a deleted Hub goes
