@@ -62,18 +62,25 @@ class ManagerProcess:
             text=True,
             env=self.env,
         )
+        try:
+            self._wait_started(timeout)
+        except BaseException:
+            self.stop()  # no process or open log files left behind by a failed start
+            raise
+        self.stdout = out_path.read_text()
+
+    def _wait_started(self, timeout: float) -> None:
+        assert self.proc is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"manager exited: {self.log_path.read_text()[-2000:]}")
             try:
                 httpx.get(f"{self.url}/healthz", timeout=1, verify=False)
-                break
+                return
             except httpx.TransportError:
                 time.sleep(0.1)
-        else:
-            raise RuntimeError("manager did not start in time")
-        self.stdout = out_path.read_text()
+        raise RuntimeError("manager did not start in time")
 
     def token(self) -> str | None:
         m = TOKEN_LINE.search(self.stdout)

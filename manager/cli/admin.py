@@ -11,10 +11,12 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import click
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from manager.config import Settings
 from manager.db import repo
+from manager.db.engine import describe_error
 from manager.services import spaces as space_service
 from manager.services.context import Services
 from manager.services.errors import ServiceError
@@ -38,6 +40,8 @@ def run_db(settings: Settings, work: Callable[[Services, AsyncSession], Awaitabl
         return asyncio.run(main())
     except ServiceError as exc:
         raise click.ClickException(exc.message) from None
+    except (SQLAlchemyError, ConnectionError, TimeoutError) as exc:
+        raise click.ClickException(f"database unavailable ({describe_error(exc)})") from None
 
 
 def settings_of(ctx: click.Context) -> Settings:

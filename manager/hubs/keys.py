@@ -112,6 +112,7 @@ class ProofCache:
         self._max = max_entries
         self.scrypt_runs = 0
         self.hits = 0
+        self._pending: dict[tuple[str, str], asyncio.Future[bool]] = {}
 
     def lookup(self, value: str) -> str | None:
         prefix = self._entries.get(value)
@@ -137,7 +138,22 @@ class ProofCache:
         return await self.compute(proof, key)
 
     async def compute(self, proof: Proof, key: str) -> bool:
-        """The slow check itself; a match is remembered."""
+        """The slow check itself; a match is remembered. Identical proofs arriving together
+        (Hubs started from one config reconnecting at once) share one scrypt run."""
+        pending = self._pending.get((proof.value, key))
+        if pending is not None:
+            return await asyncio.shield(pending)
+        task = asyncio.ensure_future(self._compute(proof, key))
+        self._pending[(proof.value, key)] = task
+        try:
+            return await asyncio.shield(task)
+        finally:
+            if task.done():
+                self._pending.pop((proof.value, key), None)
+            else:
+                task.add_done_callback(lambda _t: self._pending.pop((proof.value, key), None))
+
+    async def _compute(self, proof: Proof, key: str) -> bool:
         self.scrypt_runs += 1
         digest = await asyncio.to_thread(compute_digest, proof.session, key)
         if key.startswith(proof.key_prefix) and hmac.compare_digest(

@@ -80,7 +80,12 @@ class HubSupervisor:
             dirty = [h for h in self.registry if h.load_dirty]
             for hub in dirty:
                 hub.load_dirty = False
-            await self.store.save_loads(dirty)
+            try:
+                await self.store.save_loads(dirty)
+            except BaseException:
+                for hub in dirty:
+                    hub.load_dirty = True  # written with the next flush instead
+                raise
         key_ids = {h.access_key_id for h in self.registry if h.access_key_id is not None}
         revoked = await self.store.revoked_among(key_ids)
         if revoked:

@@ -16,6 +16,7 @@ import secrets
 import time
 from dataclasses import dataclass
 
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from manager.db import repo
@@ -25,6 +26,7 @@ from manager.services.errors import NotFound
 from manager.services.principal import Principal
 
 CACHE_TTL_S = 2.0
+STALE_OK_S = 600.0  # how long a cached token outlives a database outage
 
 
 def _b64(data: bytes) -> str:
@@ -108,7 +110,14 @@ class TokenService:
         now = time.monotonic()
         if hit is not None and now - hit[0] < CACHE_TTL_S:
             return hit[1]
-        principal = await self._lookup(token, digest)
+        try:
+            principal = await self._lookup(token, digest)
+        except (SQLAlchemyError, ConnectionError, TimeoutError):
+            # The database is away: a caller we knew a moment ago keeps working (proxied
+            # Hub calls need no database), for a bounded time; everyone else waits.
+            if hit is not None and now - hit[0] < STALE_OK_S:
+                return hit[1]
+            raise
         if len(self._cache) > 10_000:
             self._cache.clear()
         self._cache[digest] = (now, principal)

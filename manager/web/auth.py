@@ -12,7 +12,7 @@ import re
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from manager.services.tokens import TokenService
-from manager.web.errors import error_response
+from manager.web.errors import DB_UNAVAILABLE, database_unavailable, error_response
 
 _SLASHES = re.compile(r"/{2,}")
 PUBLIC_PATHS = frozenset({"/", "/healthz", "/api/v1/openapi.json"})
@@ -46,7 +46,15 @@ class AuthMiddleware:
         principal = None
         token = _bearer(scope)
         if token:
-            principal = await self.tokens.authenticate(token)
+            try:
+                principal = await self.tokens.authenticate(token)
+            except Exception as exc:
+                if not database_unavailable(exc):
+                    raise
+                await error_response(503, DB_UNAVAILABLE, {"retry-after": "2"})(
+                    scope, receive, send
+                )
+                return
         if principal is None:
             await error_response(403)(scope, receive, send)
             return

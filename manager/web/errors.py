@@ -7,12 +7,15 @@ from collections.abc import Sequence
 from http import HTTPStatus
 from typing import Any
 
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import TimeoutError as SQLTimeoutError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Match, Mount, Route
 from starlette.types import Scope
 
+from manager.db.engine import describe_error
 from manager.services.errors import ServiceError
 
 log = logging.getLogger("manager.web")
@@ -20,11 +23,16 @@ log = logging.getLogger("manager.web")
 FORBIDDEN_BODY = {"message": "Forbidden"}
 
 
-def error_response(status: int, message: str | None = None, **extra: Any) -> JSONResponse:
+def error_response(
+    status: int,
+    message: str | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
     if status == 403:
         return JSONResponse(FORBIDDEN_BODY, status_code=403)
     text = message or HTTPStatus(status).phrase
-    return JSONResponse({"error": text, **extra}, status_code=status)
+    return JSONResponse({"error": text, **extra}, status_code=status, headers=headers)
 
 
 async def service_error(_request: Request, exc: Exception) -> Response:
@@ -62,6 +70,26 @@ def allowed_methods(routes: Sequence[BaseRoute], scope: Scope) -> set[str]:
     return methods
 
 
+DB_UNAVAILABLE = "Database unavailable; try again shortly"
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """Errors that mean the database cannot be reached right now (not a bad query): a
+    refused or dropped connection, a server shutting down or starting, a full pool."""
+    if isinstance(exc, IntegrityError):
+        return False
+    return isinstance(exc, DBAPIError | SQLTimeoutError | ConnectionError | TimeoutError)
+
+
+async def database_error(request: Request, exc: Exception) -> Response:
+    if not database_unavailable(exc):
+        return await unexpected_error(request, exc)
+    log.warning(
+        "database unavailable on %s %s: %s", request.method, request.url.path, describe_error(exc)
+    )
+    return error_response(503, DB_UNAVAILABLE, headers={"retry-after": "2"})
+
+
 async def unexpected_error(request: Request, exc: Exception) -> Response:
     log.error("unhandled error on %s %s: %r", request.method, request.url.path, exc)
     return error_response(500, "Internal Server Error")
@@ -70,5 +98,9 @@ async def unexpected_error(request: Request, exc: Exception) -> Response:
 HANDLERS = {
     ServiceError: service_error,
     HTTPException: http_error,
+    DBAPIError: database_error,
+    SQLTimeoutError: database_error,
+    ConnectionError: database_error,
+    TimeoutError: database_error,
     Exception: unexpected_error,
 }

@@ -3,6 +3,8 @@ derivation from the server secret, and the cache that spares scrypt on reconnect
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from manager.hubs import keys
@@ -92,3 +94,14 @@ def test_failure_limiter():
         limiter.failed("1.2.3.4")
     assert limiter.blocked("1.2.3.4")
     assert not limiter.blocked("5.6.7.8")
+
+
+async def test_identical_proofs_arriving_together_share_one_scrypt_run():
+    proof = keys.parse_proof(keys.make_proof(K1))
+    cache = keys.ProofCache()
+    results = await asyncio.gather(*(cache.compute(proof, K1) for _ in range(5)))
+    assert results == [True] * 5
+    assert cache.scrypt_runs == 1
+    wrong = await asyncio.gather(*(cache.compute(proof, K1[:-1] + "0") for _ in range(3)))
+    assert wrong == [False] * 3
+    assert cache.scrypt_runs == 2
