@@ -59,7 +59,7 @@ function diag(...args) {
 const USAGE = `usage: node hub-peer.js --platform-api URL --platform-space ORG:SPACE [--platform-api-key KEY]
         [--id ID] [--description TEXT] [--tags a,b] [--count N] [--reconnection-delay MS]
         [--max-reconnections N] [--load-interval MS] [--platform-api-version v1]
-        [--cpm-ssl-ca-path FILE] [--same-proof] [--binary] [--quiet]
+        [--cpm-ssl-ca-path FILE] [--same-proof] [--proofs FILE] [--binary] [--quiet]
         [--tick-ms MS] [--kill-delay-ms MS] [--instance-lifetime MS] [--stream-buffer BYTES]
         [--listen PORT]   (peer 0 also serves its Hub API directly on 127.0.0.1:PORT)`;
 
@@ -67,7 +67,7 @@ const VALUE_FLAGS = new Set([
     "--platform-api", "--platform-space", "--platform-api-key", "--platform-api-version", "--id",
     "--description", "-desc", "--tags", "--count", "--reconnection-delay", "--max-reconnections",
     "--load-interval", "--cpm-ssl-ca-path", "--tick-ms", "--kill-delay-ms", "--instance-lifetime",
-    "--stream-buffer", "--listen",
+    "--stream-buffer", "--listen", "--proofs",
 ]);
 const BOOL_FLAGS = new Set(["--quiet", "--binary", "--same-proof"]);
 
@@ -133,6 +133,7 @@ function parseArgs(argv) {
         listen: f["--listen"] !== undefined ? parseIntFlag(f["--listen"], "--listen") : undefined,
         caPath: f["--cpm-ssl-ca-path"],
         sameProof: !!f["--same-proof"],
+        proofsFile: f["--proofs"],
         binary: !!f["--binary"],
         quiet: !!f["--quiet"],
     };
@@ -675,10 +676,14 @@ async function main() {
     rl.on("close", () => process.exit(0));
 
     const sharedProof = opts.sameProof && opts.key !== undefined ? generateSTHKey(opts.key) : null;
+    // Proofs made beforehand (a JSON array of strings), dealt round-robin: distinct proofs like
+    // real Hubs send, without each peer spending its own scrypt run at start.
+    const proofPool = opts.proofsFile !== undefined ? JSON.parse(fs.readFileSync(opts.proofsFile, "utf8")) : null;
+    if (proofPool && (!Array.isArray(proofPool) || !proofPool.length)) usageError("--proofs must hold a non-empty JSON array");
     // Start peers one at a time, yielding between them: each proof is ~50 ms of scrypt, and the
     // peers already connected must keep serving their tunnels meanwhile.
     for (const peer of peers) {
-        peer.start(sharedProof);
+        peer.start(proofPool ? proofPool[peer.index % proofPool.length] : sharedProof);
         await new Promise((r) => setImmediate(r));
     }
     const outcomes = await Promise.all(peers.map((p) => p.firstOutcomePromise));
