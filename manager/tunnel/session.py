@@ -194,6 +194,13 @@ class TunnelSession:
         channel = Channel(self, number, ours=False)
         self.channels[number] = channel
         if self.on_channel is None or len(self.channels) > self.max_channels:
+            if self.on_channel is not None:
+                log.warning(
+                    "%s: refused channel %d: %d channels open is the limit",
+                    self.name,
+                    number,
+                    self.max_channels,
+                )
             channel.abort()
             return
         task = asyncio.get_running_loop().create_task(self._serve(channel))

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import h11
 
 from manager.hubs.keys import make_proof
-from manager.mux import ChannelOpened, ConnectionFailed, DataReceived, Mux
+from manager.mux import ChannelEnded, ChannelOpened, ConnectionFailed, DataReceived, Mux
 
 if TYPE_CHECKING:
     from tests.running import RunningManager
@@ -48,6 +48,7 @@ class RawHub:
         self.mute = False  # drop everything the manager sends (never answer a channel)
         self.garbage = False  # answer new channels with bytes that are not HTTP
         self.deaf = asyncio.Event()  # set: stop reading the socket at all
+        self.ended: dict[int, bool] = {}  # channels the manager ended: number -> with error
 
     @classmethod
     async def open(cls, port: int, head: bytes) -> RawHub:
@@ -108,6 +109,8 @@ class RawHub:
                             "fsSize": [],
                         },
                     )
+        elif isinstance(event, ChannelEnded):
+            self.ended[event.channel] = event.error
         elif isinstance(event, ConnectionFailed):
             self.failed = event.reason
 

@@ -110,3 +110,29 @@ async def test_limits_come_from_the_environment(monkeypatch: pytest.MonkeyPatch)
     got = Settings.from_env()
     assert (got.max_tunnels_per_source, got.max_requests_per_hub) == (7, 9)
     assert replace(got, max_tunnels_per_source=0).max_tunnels_per_source == 0
+
+
+async def test_channels_per_tunnel(manager: RunningManager, caplog: pytest.LogCaptureFixture):
+    """Channels the Hub opens beyond the tunnel's limit are reset at once; the tunnel and
+    the channels within the limit carry on."""
+    key = await manager.new_key("channels")
+    hub = await join(manager, key, "channels")
+    live = manager.svc.registry.get(manager.world.space_id, "channels")
+    assert live is not None
+    session = live.link.session
+    session.max_channels = len(session.channels) + 3
+    try:
+        opened = [hub.mux.open_channel() for _ in range(8)]
+        hub._flush()
+        deadline = time.monotonic() + 5
+        while len(hub.ended) < 5:
+            assert time.monotonic() < deadline, hub.ended
+            await asyncio.sleep(0.02)
+        assert sorted(hub.ended) == sorted(opened[3:])
+        assert all(hub.ended.values())  # ERROR_END
+        assert "channels open is the limit" in caplog.text
+        assert not session.is_closed
+        info = await manager.hub("channels")
+        assert info["isConnectionActive"] is True
+    finally:
+        await hub.close()
