@@ -27,6 +27,9 @@ def make_engine(url: str) -> AsyncEngine:
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA journal_mode=WAL")
+            # WAL + NORMAL: no fsync per commit; a power cut may lose the last commits, never
+            # consistency. Hub connects and LOAD figures are rewritten on the next event.
+            cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA busy_timeout=30000")
             cur.close()
 

@@ -144,6 +144,11 @@ async def proof_key_id(s: AsyncSession, tag: str) -> int | None:
     return await s.scalar(select(VerifiedProof.access_key_id).where(VerifiedProof.tag == tag))
 
 
+async def all_proofs(s: AsyncSession) -> dict[str, int]:
+    rows = await s.execute(select(VerifiedProof.tag, VerifiedProof.access_key_id))
+    return {tag: key_id for tag, key_id in rows.all()}
+
+
 async def add_proof(s: AsyncSession, tag: str, access_key_id: int, at_ms: int) -> None:
     s.add(VerifiedProof(tag=tag, access_key_id=access_key_id, created_ms=at_ms))
 

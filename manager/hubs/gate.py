@@ -19,7 +19,6 @@ from typing import Any
 from starlette.types import ASGIApp
 
 from manager.config import Settings
-from manager.db import repo
 from manager.db.models import AccessKey
 from manager.hubs import keys
 from manager.hubs.control import ControlDecoder
@@ -153,9 +152,7 @@ class HubGate:
             value = authorization[7:].strip()
             if not keys.key_matches(self.secret, value):
                 return None
-            async with self.store.sessions() as s:
-                row = await repo.access_key_by_prefix(s, value[: keys.PREFIX_LEN])
-            return _usable(row, space_id)
+            return _usable(await self.store.access_key(value[: keys.PREFIX_LEN]), space_id)
         try:
             proof = keys.parse_authorization(authorization)
         except keys.ProofFormatError:
@@ -165,9 +162,8 @@ class HubGate:
         key = keys.derive_key(self.secret, proof.key_prefix)
         tag = keys.proof_tag(key, proof.value)
         known = self.proofs.lookup(proof.value) == proof.key_prefix
-        async with self.store.sessions() as s:
-            row = await repo.access_key_by_prefix(s, proof.key_prefix)
-            stored = None if known else await repo.proof_key_id(s, tag)
+        row = await self.store.access_key(proof.key_prefix)
+        stored = None if known else await self.store.proof_key_id(tag)
         key_id = _usable(row, space_id)
         if not known and stored is not None and stored == key_id:
             self.proof_store_hits += 1

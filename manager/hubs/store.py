@@ -3,13 +3,15 @@ with audit records) and LOAD figures (in batches, because they change every 5 s)
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 import string
-from collections.abc import Sequence
+import time
+from collections.abc import Awaitable, Callable, Sequence
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from manager.db import repo
@@ -21,7 +23,49 @@ from manager.services.common import now_ms
 _ID_ALPHABET = string.ascii_lowercase + string.digits
 PROOFS_PER_KEY = 50_000  # one per Hub process that used the key; Hubs resend theirs
 PROOF_PRUNE_EVERY = 1000
+KEY_CACHE_S = 1.0
 log = logging.getLogger("manager.hubs")
+
+
+Job = Callable[[AsyncSession], Awaitable[None]]
+
+
+class WriteBatcher:
+    """Runs the writes of many tunnels in one transaction per batch. Each caller still
+    awaits its own write, but a burst of N connects (a manager restart brings every Hub
+    back at once) costs ~N/500 commits instead of N, and never N pooled connections: at
+    5,000 Hubs one transaction each exhausted the pool and refused Hubs for minutes."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], max_batch: int = 500) -> None:
+        self.sessions = sessions
+        self.max_batch = max_batch
+        self._queue: list[tuple[Job, asyncio.Future[None]]] = []
+        self._drainer: asyncio.Task[None] | None = None
+
+    async def run(self, job: Job) -> None:
+        done = asyncio.get_running_loop().create_future()
+        self._queue.append((job, done))
+        if self._drainer is None or self._drainer.done():
+            self._drainer = asyncio.get_running_loop().create_task(self._drain())
+        await asyncio.shield(done)
+
+    async def _drain(self) -> None:
+        while self._queue:
+            batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
+            try:
+                async with self.sessions() as s, s.begin():
+                    for job, _done in batch:
+                        await job(s)
+            except BaseException as exc:
+                for _job, done in batch:
+                    if not done.done():
+                        done.set_exception(exc)
+                if not isinstance(exc, Exception):
+                    raise
+                continue
+            for _job, done in batch:
+                if not done.done():
+                    done.set_result(None)
 
 
 class HubStore:
@@ -29,6 +73,36 @@ class HubStore:
         self.sessions = sessions
         self.replica = replica
         self._proofs_added = 0
+        self._writes = WriteBatcher(sessions)
+        self._proofs: dict[str, int] | None = None  # tag -> key id, all of them (~100 B each)
+        self._proofs_loading = asyncio.Lock()
+        self._keys: dict[str, tuple[float, AccessKey | None]] = {}
+
+    async def access_key(self, prefix: str) -> AccessKey | None:
+        """The key row for a prefix, at most KEY_CACHE_S old: a reconnect storm asks for the
+        same few keys thousands of times. Revocation still wins within one supervisor sweep."""
+        now = time.monotonic()
+        hit = self._keys.get(prefix)
+        if hit is not None and now - hit[0] < KEY_CACHE_S:
+            return hit[1]
+        async with self.sessions() as s:
+            row = await repo.access_key_by_prefix(s, prefix)
+        if len(self._keys) > 10_000:
+            self._keys.clear()
+        self._keys[prefix] = (now, row)
+        return row
+
+    def forget_keys(self) -> None:
+        self._keys.clear()
+
+    async def proof_key_id(self, tag: str) -> int | None:
+        """Which key a remembered proof belongs to; the table is read once, then kept."""
+        if self._proofs is None:
+            async with self._proofs_loading:
+                if self._proofs is None:
+                    async with self.sessions() as s:
+                        self._proofs = await repo.all_proofs(s)
+        return self._proofs.get(tag)
 
     async def release_replica(self) -> int:
         """At start-up: Hubs this replica held before a restart are not connected any more."""
@@ -47,7 +121,8 @@ class HubStore:
 
     async def connected(self, hub: LiveHub, description: str, tags: list[str]) -> None:
         stamp = now_ms()
-        async with self.sessions() as s, s.begin():
+
+        async def write(s: AsyncSession) -> None:
             row = await repo.get_hub(s, hub.space_id, hub.hub_id)
             if row is None:
                 row = Hub(
@@ -73,9 +148,12 @@ class HubStore:
             await s.flush()
             hub.db_id = row.id
 
+        await self._writes.run(write)
+
     async def disconnected(self, hub: LiveHub, reason: str) -> None:
         stamp = now_ms()
-        async with self.sessions() as s, s.begin():
+
+        async def write(s: AsyncSession) -> None:
             row = await repo.get_hub(s, hub.space_id, hub.hub_id)
             if row is None:
                 return
@@ -100,6 +178,8 @@ class HubStore:
                 detail={"reason": reason[:500]},
             )
 
+        await self._writes.run(write)
+
     async def save_loads(self, hubs: Sequence[LiveHub]) -> None:
         rows = [
             (h.db_id, h.state.load, now_ms())
@@ -113,18 +193,24 @@ class HubStore:
 
     async def remember_proof(self, tag: str, access_key_id: int) -> None:
         """Keep a verified proof for later restarts; losing one only costs a scrypt run."""
-        try:
-            async with self.sessions() as s, s.begin():
+        self._proofs_added += 1
+        prune = self._proofs_added % PROOF_PRUNE_EVERY == 0
+
+        async def write(s: AsyncSession) -> None:
+            if await repo.proof_key_id(s, tag) is None:  # the same proof, verified twice
                 await repo.add_proof(s, tag, access_key_id, now_ms())
-        except IntegrityError:
-            return  # the same proof, verified twice at once
+            if prune:
+                await repo.prune_proofs(s, access_key_id, PROOFS_PER_KEY)
+
+        try:
+            await self._writes.run(write)
         except SQLAlchemyError as exc:
             log.warning("could not remember a verified key proof: %s", type(exc).__name__)
             return
-        self._proofs_added += 1
-        if self._proofs_added % PROOF_PRUNE_EVERY == 0:
-            async with self.sessions() as s, s.begin():
-                await repo.prune_proofs(s, access_key_id, PROOFS_PER_KEY)
+        if self._proofs is not None:
+            self._proofs[tag] = access_key_id
+            if prune:
+                self._proofs = None  # reread after pruning
 
     async def revoked_among(self, key_ids: set[int]) -> set[int]:
         if not key_ids:

@@ -93,6 +93,7 @@ class HubSupervisor:
 
     async def on_keys_revoked(self, space_id: str, rows: Sequence[AccessKey]) -> None:
         del space_id
+        self.store.forget_keys()
         self._drop(self.registry.joined_with({r.id for r in rows}))
 
     def _drop(self, hubs: list[LiveHub]) -> None:

@@ -74,7 +74,8 @@ async def test_a_remembered_proof_stops_working_when_its_key_is_revoked(
     proof = keys.make_proof(key)
     assert await _admitted(svc, world.space_id, proof)
     async with svc.sessions() as s, s.begin():
-        await svc.keys.revoke(s, world.space_id, key)
+        row = await svc.keys.revoke(s, world.space_id, key)
+    await svc.keys.announce_revoked(world.space_id, [row])
     assert not await _admitted(svc, world.space_id, proof)
     async with _restarted(settings) as restarted:
         assert not await _admitted(restarted, world.space_id, proof)
