@@ -211,6 +211,7 @@ class HubGate:
         finally:
             reason = session.close_reason or reason
             session.close(reason)
+            hello.slot.release()  # the socket is gone; its disconnect record may queue a while
             log.info("%s disconnected: %s", session.name, reason)
             try:
                 await asyncio.shield(self.store.disconnected(hub, reason))

@@ -56,15 +56,22 @@ class HubSupervisor:
 
     async def _loop(self) -> None:
         while True:
+            due = time.monotonic() + self.sweep_s
             await asyncio.sleep(self.sweep_s)
             try:
-                await self.sweep()
+                await self.sweep(lag=time.monotonic() - due)
             except Exception as exc:  # a database hiccup must not stop supervision
                 log.warning("hub sweep failed: %r", exc)
 
-    async def sweep(self) -> None:
+    async def sweep(self, lag: float = 0.0) -> None:
         now = time.monotonic()
         limit = self.registry.healthy_after_s
+        if lag > self.sweep_s:
+            # We woke up late: the event loop is behind, and LOAD lines may be sitting unread
+            # in socket buffers. Closing "silent" Hubs now would blame them for our delay and
+            # start a reconnect storm that makes the lag worse.
+            log.warning("event loop %.1f s behind; not closing silent Hubs this sweep", lag)
+            limit = float("inf")
         for hub in list(self.registry):
             last = hub.state.load_at or hub.connected_at
             if now - last > limit:

@@ -44,7 +44,7 @@ class Admission:
     status: int
     run: Callable[[TunnelSession], Awaitable[None]] | None = None
     name: str = "tunnel"
-    abandon: Callable[[], None] | None = None  # called when `run` will never be
+    abandon: Callable[[], None] | None = None  # called when `run` will not be (or is over)
 
 
 class TunnelAcceptor(Protocol):
@@ -173,6 +173,10 @@ class TunnelProtocol(asyncio.Protocol):
         self._early.clear()
         assert admission.run is not None
         self._task = asyncio.get_running_loop().create_task(self._run(admission.run, session))
+        if admission.abandon is not None:
+            # A task cancelled before its first step never runs `run` (nor its cleanup).
+            abandon = admission.abandon
+            self._task.add_done_callback(lambda _task: abandon())
         if early:
             session.feed(early)
 

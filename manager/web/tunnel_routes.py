@@ -53,7 +53,10 @@ async def hub_websocket(ws: WebSocket) -> None:
         await svc.gate.run_hub(session, hello)
 
     name = f"ws hub {hello.requested_id or '?'}@{hello.space_id} from {peer}"
-    await run_websocket_tunnel(ws, run, name=name, close_code=close_code)
+    try:
+        await run_websocket_tunnel(ws, run, name=name, close_code=close_code)
+    finally:
+        hello.slot.release()  # also when the socket died before `run` started
 
 
 routes = [

@@ -13,7 +13,7 @@ import pytest
 
 from manager.config import Settings
 from tests.running import RunningManager
-from tests.tunnel.rawhub import join
+from tests.tunnel.rawhub import connect_head, join
 
 
 @pytest.fixture
@@ -136,3 +136,27 @@ async def test_channels_per_tunnel(manager: RunningManager, caplog: pytest.LogCa
         assert info["isConnectionActive"] is True
     finally:
         await hub.close()
+
+
+async def test_tunnels_dropped_during_admission_give_their_slot_back(manager: RunningManager):
+    """Hubs that vanish at every moment of admission (before the answer, right after the
+    200, mid-handshake) must not use up their address's quota."""
+    key = await manager.new_key("vanishing")
+    port = manager.svc.settings.port
+    for i in range(30):
+        head = connect_head(manager.world.space_id, key, hub_id=f"gone-{i}")
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(head)
+        await writer.drain()
+        if i % 3:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        if i % 3 == 2:
+            await asyncio.sleep(0.3)  # past the first-frame delay: the control channel opens
+        writer.close()
+        with contextlib.suppress(Exception):
+            await writer.wait_closed()
+    deadline = time.monotonic() + 10
+    while manager.svc.gate.tunnels_by_source:
+        assert time.monotonic() < deadline, manager.svc.gate.tunnels_by_source
+        await asyncio.sleep(0.05)
