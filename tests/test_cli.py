@@ -8,6 +8,7 @@ import stat
 from pathlib import Path
 
 import httpx
+import pytest
 from click.testing import CliRunner
 
 from manager.cli.main import cli
@@ -118,3 +119,17 @@ def test_secret_rotation_revokes_every_key(tmp_path: Path, monkeypatch):
     assert (data / "server-secret").read_text() != before
     assert stat.S_IMODE(os.stat(data / "server-secret").st_mode) == 0o600
     assert _invoke(runner, data, "access-key", "list", "--space", space_id).strip() == ""
+
+
+def test_event_loop_choice():
+    from manager.web.server import event_loop_factory
+
+    assert event_loop_factory("asyncio") is None
+    try:
+        import uvloop
+    except ImportError:
+        assert event_loop_factory("auto") is None
+        with pytest.raises(SystemExit, match="uvloop is not installed"):
+            event_loop_factory("uvloop")
+    else:
+        assert event_loop_factory("auto") is uvloop.new_event_loop
