@@ -77,6 +77,7 @@ class HubStore:
         self._proofs: dict[str, int] | None = None  # tag -> key id, all of them (~100 B each)
         self._proofs_loading = asyncio.Lock()
         self._keys: dict[str, tuple[float, AccessKey | None]] = {}
+        self._key_reads: dict[str, asyncio.Future[AccessKey | None]] = {}
 
     async def access_key(self, prefix: str) -> AccessKey | None:
         """The key row for a prefix, at most KEY_CACHE_S old: a reconnect storm asks for the
@@ -85,6 +86,16 @@ class HubStore:
         hit = self._keys.get(prefix)
         if hit is not None and now - hit[0] < KEY_CACHE_S:
             return hit[1]
+        # One read per prefix at a time: 10,000 Hubs reconnecting together would otherwise
+        # all miss at once and queue for the pool (measured: 30 s pool timeouts).
+        pending = self._key_reads.get(prefix)
+        if pending is None:
+            pending = asyncio.ensure_future(self._read_key(prefix, now))
+            self._key_reads[prefix] = pending
+            pending.add_done_callback(lambda _f: self._key_reads.pop(prefix, None))
+        return await asyncio.shield(pending)
+
+    async def _read_key(self, prefix: str, now: float) -> AccessKey | None:
         async with self.sessions() as s:
             row = await repo.access_key_by_prefix(s, prefix)
         if len(self._keys) > 10_000:
