@@ -63,7 +63,10 @@ LOAD_INTERVAL_MS = 5000  # what an STH sends
 DROP_BOUND_S = 40.0
 JOIN_BOUND_S = 120.0  # 500 Hubs (re)joined on a loaded 2-core machine
 PROXY_BOUND_S = 40.0  # a proxied call to a frozen Hub ends when its tunnel is dropped
-FD_SLACK = 5
+# SQLAlchemy keeps up to 5 pooled SQLite connections, each with 3 files (db, -wal, -shm);
+# the soak's concurrency may open pooled connections the warm-up did not need (CI: 13 -> 19
+# fds, +2 connections). A per-tunnel leak over ~50,000 tunnels would be far above this.
+FD_SLACK = 5 + 5 * 3
 TASK_SLACK = 5
 RSS_SLACK_KIB = 24 * 1024  # allocator noise after ~1,000s of tunnels came and went
 PROOFS = PER_SLOT  # distinct key proofs; peer i of every slot sends proof i
