@@ -31,7 +31,8 @@ async def _join(
     )
     await peer.wait_for(event="control_opened")
     deadline = time.monotonic() + 10
-    while manager.svc.registry.get(manager.world.space_id, hub_id) is None:
+    # Registered, and its record written (connects are written in batches).
+    while not any(h["id"] == hub_id and h["isConnectionActive"] for h in await manager.hubs()):
         assert time.monotonic() < deadline
         await asyncio.sleep(0.05)
     return peer, key

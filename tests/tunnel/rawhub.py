@@ -153,7 +153,8 @@ async def join(manager: RunningManager, key: str, hub_id: str) -> RawHub:
         hub.start()
         await hub.wait_control()
         deadline = time.monotonic() + 5
-        while manager.svc.registry.get(manager.world.space_id, hub_id) is None:
+        # Registered, and its record written (connects are written in batches).
+        while not any(h["id"] == hub_id and h["isConnectionActive"] for h in await manager.hubs()):
             assert time.monotonic() < deadline, f"{hub_id} never registered"
             await asyncio.sleep(0.02)
     return hub
