@@ -26,7 +26,6 @@ from manager.hubs.link import TunnelLink
 from manager.hubs.registry import HubRegistry, LiveHub
 from manager.hubs.state import ID_DROP, LIMIT_EXCEEDED, LOAD, STH_ID
 from manager.hubs.store import HubStore
-from manager.services.access_keys import AccessKeyService
 from manager.services.common import MAX_DESCRIPTION, org_id_of
 from manager.services.principal import Principal
 from manager.tunnel.channel import Channel
@@ -82,13 +81,11 @@ class HubGate:
         settings: Settings,
         registry: HubRegistry,
         store: HubStore,
-        access_keys: AccessKeyService,
         secret: bytes,
     ) -> None:
         self.settings = settings
         self.registry = registry
         self.store = store
-        self.access_keys = access_keys
         self.secret = secret
         self.proofs = keys.ProofCache()
         self.limiter = keys.FailureLimiter()

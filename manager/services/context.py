@@ -63,7 +63,7 @@ class Services:
             registry=registry,
             store=store,
             supervisor=supervisor,
-            gate=HubGate(settings, registry, store, keys, secret),
+            gate=HubGate(settings, registry, store, secret),
             audit=AuditWriter(sessions),
             store_packages=SequenceStore(
                 sessions, settings.data_dir / "store", settings.store_max_bytes
