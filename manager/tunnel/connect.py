@@ -59,6 +59,7 @@ class TunnelProtocol(asyncio.Protocol):
         self.head_timeout = head_timeout
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
+        self._release: Callable[[], None] | None = None
         self.session: TunnelSession | None = None
         self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=HEAD_LIMIT)
         self._early = bytearray()
@@ -94,6 +95,8 @@ class TunnelProtocol(asyncio.Protocol):
         self._closed = True
         if self._timer is not None:
             self._timer.cancel()
+        if self._release is not None:
+            self._release()  # the socket is gone, whatever the tunnel's task is still awaiting
         if self.session is not None:
             self.session.feed_eof("connection lost" if exc is None else f"connection lost: {exc}")
         elif self._task is not None:
@@ -176,6 +179,7 @@ class TunnelProtocol(asyncio.Protocol):
         if admission.abandon is not None:
             # A task cancelled before its first step never runs `run` (nor its cleanup).
             abandon = admission.abandon
+            self._release = abandon
             self._task.add_done_callback(lambda _task: abandon())
         if early:
             session.feed(early)
