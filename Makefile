@@ -30,7 +30,7 @@ $(HOST018_STAMP): $(HOST018_DIR)/package.json $(HOST018_DIR)/package-lock.json
 node: $(NODE_STAMP) $(HOST018_STAMP)
 
 run: $(STAMP)
-	MALLOC_ARENA_MAX=$${MALLOC_ARENA_MAX:-2} $(BIN)/space-manager serve --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR)
+	MALLOC_ARENA_MAX=$${MALLOC_ARENA_MAX:-2} $(BIN)/space-manager --data-dir $(DATA_DIR) serve --host $(HOST) --port $(PORT)
 
 lint: $(STAMP)
 	$(BIN)/ruff check manager tests migrations $(wildcard bench)
@@ -40,7 +40,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy manager
 
 pytest: $(STAMP) $(NODE_STAMP) $(HOST018_STAMP)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -rfEs
 
 test: lint typecheck pytest
 

@@ -1,7 +1,9 @@
 """Shared fixtures: databases (SQLite always, PostgreSQL when configured), services, the app.
 
-PostgreSQL runs when MANAGER_TEST_POSTGRES_URL is set (`.ci/run` starts one); in CI its
-absence is an error rather than a silent skip.
+PostgreSQL runs when MANAGER_TEST_POSTGRES_URL is set (`.ci/run` starts one). A test that
+needs a system service or binary (PostgreSQL, nginx, ...) calls `need_service`: it skips,
+with its reason in the summary, on a machine without it, and fails in CI (env CI set to a
+true value), where `.ci/run` installs everything.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import httpx
 import pytest
@@ -33,10 +36,23 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def postgres_url() -> str | None:
+def in_ci() -> bool:
+    """Env CI set to a true value (`CI=true`, `CI=1`; not empty, 0, false, no or off)."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no", "off")
+
+
+def need_service(reason: str) -> NoReturn:
+    """A system service or binary the test needs is missing: skip (the reason shows in the
+    summary with `-rs`), or fail in CI, where `.ci/run` installs all of them."""
+    if in_ci():
+        pytest.fail(f"{reason} (required in CI)")
+    pytest.skip(reason)
+
+
+def postgres_url() -> str:
     url = os.environ.get(PG_ENV)
-    if not url and os.environ.get("CI"):
-        pytest.fail(f"{PG_ENV} must be set in CI (.ci/run starts PostgreSQL)")
+    if not url:
+        need_service(f"PostgreSQL not configured: set {PG_ENV} (.ci/run starts one)")
     return url
 
 
@@ -51,8 +67,6 @@ def db_url(db_kind: str, tmp_path: Path) -> str:
     if db_kind == "sqlite":
         return f"sqlite+aiosqlite:///{tmp_path / 'manager.db'}"
     url = postgres_url()
-    if not url:
-        pytest.skip(f"PostgreSQL not configured ({PG_ENV})")
     migrate.downgrade(url, "base")
     return url
 

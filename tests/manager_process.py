@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import IO
 
 import httpx
 
@@ -47,7 +48,17 @@ class ManagerProcess:
         out_path = self.log_path.with_suffix(f".out{self.starts}")
         self.starts += 1
         self._out = out_path.open("w")
-        self.proc = subprocess.Popen(
+        self.proc = self.spawn(self._out, self._log)
+        try:
+            self._wait_started(timeout)
+        except BaseException:
+            self.stop()  # no process or open log files left behind by a failed start
+            raise
+        self.stdout = out_path.read_text()
+
+    def spawn(self, stdout: IO[str], stderr: IO[str]) -> subprocess.Popen[str]:
+        """Start `space-manager serve`; a subclass may start the manager another way."""
+        return subprocess.Popen(
             [
                 str(BIN),
                 "--data-dir",
@@ -57,17 +68,19 @@ class ManagerProcess:
                 str(self.port),
                 *self.args,
             ],
-            stdout=self._out,
-            stderr=self._log,
+            stdout=stdout,
+            stderr=stderr,
             text=True,
             env=self.env,
         )
-        try:
-            self._wait_started(timeout)
-        except BaseException:
-            self.stop()  # no process or open log files left behind by a failed start
-            raise
-        self.stdout = out_path.read_text()
+
+    def send(self, sig: str) -> None:
+        """Stop the process: SIGKILL for "kill", else SIGTERM."""
+        assert self.proc is not None
+        if sig == "kill":
+            self.proc.kill()
+        else:
+            self.proc.terminate()
 
     def _wait_started(self, timeout: float) -> None:
         assert self.proc is not None
@@ -89,14 +102,11 @@ class ManagerProcess:
     def stop(self, sig: str = "term") -> None:
         if self.proc is None:
             return
-        if sig == "kill":
-            self.proc.kill()
-        else:
-            self.proc.terminate()
+        self.send(sig)
         try:
             self.proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
+            self.send("kill")
             self.proc.wait()
         self.proc = None
         self._log.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import pytest
@@ -15,12 +16,11 @@ from manager.web.server import build_config
 from tests.conftest import World, bearer
 
 
-@dataclass
-class RunningManager:
-    svc: Services
-    world: World
-    url: str
+class SpaceCalls:
+    """The default Space's calls the tests make, over `client` (admin token)."""
+
     client: httpx.AsyncClient
+    world: Any  # anything with a `space_id`
 
     async def new_key(self, description: str = "interop") -> str:
         resp = await self.client.post(
@@ -40,6 +40,14 @@ class RunningManager:
         )
         assert resp.status_code == 200, resp.text
         return dict(resp.json())
+
+
+@dataclass
+class RunningManager(SpaceCalls):
+    svc: Services
+    world: World
+    url: str
+    client: httpx.AsyncClient
 
 
 @pytest.fixture

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import shlex
+import sys
 from pathlib import Path
 
 import click
@@ -101,8 +103,22 @@ def serve(
 
 
 def announce_bootstrap(made: Bootstrap, settings: Settings) -> None:
-    api = f"{settings.effective_public_url}/api/v1"
-    profile = {"middlewareApiUrl": api, "env": "production", "token": made.token.token}
+    """Print, once, what a newcomer needs: the admin token, si's profile, how to join a Hub."""
+    url = settings.effective_public_url
+    profile = {"middlewareApiUrl": f"{url}/api/v1", "env": "production", "token": made.token.token}
+    key_command = shlex.join(
+        [
+            own_command(),
+            "--data-dir",
+            str(settings.data_dir),
+            "access-key",
+            "create",
+            "--space",
+            made.space.id,
+            "--description",
+            "my hub",
+        ]
+    )
     click.echo(
         "\nFirst start: created organization "
         f"{made.org.id}, Space {made.space.id} and an admin API token.\n"
@@ -110,8 +126,20 @@ def announce_bootstrap(made: Bootstrap, settings: Settings) -> None:
         f"  {made.token.token}\n\n"
         "Point si at this manager:\n\n"
         f"  si config set json '{json.dumps(profile, separators=(',', ':'))}'\n"
-        "  si config set log --format json\n"
+        "  si config set log --format json\n\n"
+        "Join a Hub to the Space: make an access key (printed once) ...\n\n"
+        f"  {key_command}\n\n"
+        "... and start the Hub with it:\n\n"
+        f"  scramjet-transform-hub --platform-api {url} "
+        f"--platform-space {made.org.id}:{made.space.id} --platform-api-key KEY\n"
     )
+
+
+def own_command() -> str:
+    """How this process was started (`.venv/bin/space-manager` under `make run`), so the
+    printed commands run as they are; plain `space-manager` when started some other way."""
+    argv0 = sys.argv[0] if sys.argv else ""
+    return argv0 if Path(argv0).name == "space-manager" else "space-manager"
 
 
 def configure_logging(level: str) -> None:

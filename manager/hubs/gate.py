@@ -24,7 +24,7 @@ from manager.hubs import keys
 from manager.hubs.control import ControlDecoder
 from manager.hubs.link import TunnelLink
 from manager.hubs.registry import HubRegistry, LiveHub
-from manager.hubs.state import ID_DROP, LIMIT_EXCEEDED, LOAD, STH_ID
+from manager.hubs.state import ID_DROP, LIMIT_EXCEEDED, LOAD, STH_ID, TOPIC
 from manager.hubs.store import HubStore
 from manager.services.common import MAX_DESCRIPTION, org_id_of
 from manager.services.principal import Principal
@@ -54,6 +54,7 @@ class HubHello:
     key_id: int
     source: str
     slot: SourceSlot
+    via_connector: bool = False  # a WebSocket tunnel from `space-manager connect`
 
 
 class SourceSlot:
@@ -194,6 +195,7 @@ class HubGate:
         if hub_id is None:
             return
         hub = LiveHub(hello.space_id, hub_id, link, access_key_id=hello.key_id, source=hello.source)
+        hub.announces_topic_posts = not hello.via_connector
         session.name = f"hub {hub_id}@{hello.space_id}"
         if not self.registry.attach(hub):
             await link.send_and_close(ID_DROP, "id taken")
@@ -248,8 +250,11 @@ class HubGate:
         try:
             async for chunk in control.response_body():
                 for msg in decoder.feed(chunk):
-                    if hub.state.apply(msg.code, msg.payload) and msg.code == LOAD:
-                        hub.load_dirty = True
+                    if hub.state.apply(msg.code, msg.payload):
+                        if msg.code == LOAD:
+                            hub.load_dirty = True
+                        elif msg.code == TOPIC:
+                            hub.topic_announcements.received(msg.payload)
                 if decoder.bad_lines and decoder.last_error:
                     log.warning("%s: skipped a control line: %s", s.name, decoder.last_error)
                     decoder.last_error = None

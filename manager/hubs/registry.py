@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 import httpcore
 
+from manager.hubs.announcements import TopicAnnouncements
 from manager.hubs.state import HubState
 
 
@@ -43,6 +44,12 @@ class LiveHub:
     connected_ms: int | None = None
     load_dirty: bool = False
     in_flight: int = 0  # proxied requests now using the tunnel
+    # The STH itself (CONNECT) announces every topic a client POSTs to it and waits for that
+    # write before it listens for the request's end; Hubs joined by `space-manager connect`
+    # are announced by the connector's polling instead (see announcements.py).
+    announces_topic_posts: bool = True
+    topic_announcements: TopicAnnouncements = field(default_factory=TopicAnnouncements)
+    delivered: dict[str, str] = field(default_factory=dict)  # stored Sequence → the Hub's id
 
     def __post_init__(self) -> None:
         self.state = HubState(hub_id=self.hub_id)

@@ -59,7 +59,7 @@ async def _request(
     ]
     try:
         resp = await hub.link.pool.request(method, url, headers=headers, content=body)
-    except httpcore.ConnectError as exc:
+    except (httpcore.ConnectError, httpcore.ReadError, httpcore.WriteError) as exc:
         raise Unavailable(f"Hub {hub.hub_id} is not reachable: {exc}") from None
     try:
         return resp.status, json.loads(resp.content or b"null")
@@ -68,7 +68,7 @@ async def _request(
 
 
 async def _upload(hub: LiveHub, package: Path) -> str:
-    """Send a stored package to a Hub that cannot fetch it itself; returns the Hub's id."""
+    """Send a stored package to a Hub; returns the id the Hub gave it."""
     url = httpcore.URL(scheme=b"http", host=b"hub", port=80, target=b"/api/v1/sequence")
     size = package.stat().st_size
 
@@ -82,26 +82,55 @@ async def _upload(hub: LiveHub, package: Path) -> str:
         (b"content-type", b"application/octet-stream"),
         (b"content-length", str(size).encode()),
     ]
-    resp = await hub.link.pool.request(b"POST", url, headers=headers, content=chunks())
-    body = json.loads(resp.content or b"{}")
+    try:
+        resp = await hub.link.pool.request(b"POST", url, headers=headers, content=chunks())
+    except (httpcore.ConnectError, httpcore.ReadError, httpcore.WriteError) as exc:
+        raise Unavailable(
+            f"Hub {hub.hub_id} went away while receiving {package.name}: {exc}"
+        ) from None
+    try:
+        body = json.loads(resp.content or b"{}")
+    except ValueError:
+        body = None
     if resp.status >= 300 or not isinstance(body, dict) or "id" not in body:
         raise HubRefused(resp.status if resp.status >= 400 else 502, body)
     return str(body["id"])
 
 
+def hub_has(hub: LiveHub, ref: str) -> bool:
+    """Whether the Hub reported a Sequence with this id or name (it starts either)."""
+    if ref in hub.state.sequences:
+        return True
+    return any(
+        seq.get("name") == ref or (seq.get("config") or {}).get("name") == ref
+        for seq in hub.state.sequences.values()
+    )
+
+
+async def deliver(hub: LiveHub, ref: str, package: Path) -> str:
+    """The Hub's id for stored Sequence `ref`, uploading it the first time.
+
+    Why here: STH 1.0.1 started with `--platform-api` cannot fetch from the store itself
+    (its storage client is built on an empty CPM URL and fails before any request, so a
+    start of a stored Sequence answers 404). The manager hands the package over instead,
+    once per tunnel; later starts reuse the id while the Hub still lists it.
+    """
+    known = hub.delivered.get(ref)
+    if known is not None and known in hub.state.sequences:
+        return known
+    hub.delivered[ref] = seq_id = await _upload(hub, package)
+    return seq_id
+
+
 async def start_on(
     hub: LiveHub, seq_id: str, payload: dict[str, Any], package: Path | None
 ) -> dict[str, Any]:
+    if package is not None and not hub_has(hub, seq_id):
+        seq_id = await deliver(hub, seq_id, package)
     body = json.dumps(payload).encode()
     status, answer = await _request(
         hub, b"POST", f"/api/v1/sequence/{seq_id}/start", body, b"application/json"
     )
-    if status == 404 and package is not None and seq_id not in hub.state.sequences:
-        # The Hub could not fetch it from the store itself (older Hubs): hand it over.
-        seq_id = await _upload(hub, package)
-        status, answer = await _request(
-            hub, b"POST", f"/api/v1/sequence/{seq_id}/start", body, b"application/json"
-        )
     if status == 404 and package is None:
         raise NotFound(f"Sequence {seq_id} not found on Hub {hub.hub_id} or in the store")
     if status >= 300 or not isinstance(answer, dict):

@@ -13,14 +13,18 @@ import contextlib
 import logging
 import re
 from collections.abc import AsyncIterable, AsyncIterator
+from urllib.parse import quote, unquote
 
 import httpcore
 from starlette.requests import Request
 from starlette.types import Message, Receive, Scope, Send
 
 from manager.db import repo
-from manager.services import audit
+from manager.hubs.announcements import Expected
+from manager.hubs.registry import LiveHub
+from manager.services import audit, placement
 from manager.services.common import org_id_of
+from manager.services.context import Services
 from manager.services.errors import Invalid, NotFound, TooMany, Unavailable
 from manager.services.spaces import space_for
 from manager.web.common import services
@@ -49,6 +53,11 @@ HOP_BY_HOP = frozenset(
 )
 _PREFIX = re.compile(rb"^/api/v1/space/[^/]+/api/v1/sth/[^/]+/api/v1(/.*)?$")
 _BAD_ESCAPES = re.compile(rb"%(2f|5c|00)", re.IGNORECASE)
+_START = re.compile(rb"^/api/v1/sequence/([^/?]+)/start(\?.*)?$")
+_TOPIC_POST = re.compile(rb"^/api/v1/topic/([^/?]+)(\?.*)?$")
+# How long the end of a topic POST waits for the Hub's announcement (announcements.py);
+# it normally arrives within milliseconds.
+ANNOUNCE_TIMEOUT_S = 2.0
 
 
 Headers = list[tuple[bytes, bytes]]
@@ -137,7 +146,8 @@ class HubProxy:
             )
         live.in_flight += 1
         try:
-            await self._forward(scope, receive, send, live.link.pool, who.requestor, target)
+            target = await _stored_sequence_delivered(svc, live, scope, target)
+            await self._forward(scope, receive, send, live, who.requestor, target)
         finally:
             live.in_flight -= 1
 
@@ -146,7 +156,7 @@ class HubProxy:
         scope: Scope,
         receive: Receive,
         send: Send,
-        pool: httpcore.AsyncConnectionPool,
+        live: LiveHub,
         requestor: str,
         target: bytes,
     ) -> None:
@@ -157,15 +167,22 @@ class HubProxy:
         headers = forwarded_headers(list(scope["headers"]), requestor)
         length = request.headers.get("content-length")
         chunked = "chunked" in request.headers.get("transfer-encoding", "").lower()
+        announced = _expect_announcement(live, scope, target)
+        if announced is not None:
+            # Chunked, so the end (the last chunk) can be held back while the data flows.
+            chunked, length = True, None
         if length is not None:
             headers.append((b"content-length", length.encode()))
         elif chunked:
             headers.append((b"transfer-encoding", b"chunked"))
         exchange = _Exchange(scope, receive, send, hub_id, svc.settings.channel_open_timeout_s)
+        exchange.hold_end = announced
         has_body = chunked or (length not in (None, "0"))
         try:
-            await exchange.run(pool, scope["method"], target, headers, has_body)
+            await exchange.run(live.link.pool, scope["method"], target, headers, has_body)
         finally:
+            if announced is not None:
+                announced.cancel()
             svc.audit.add(
                 space_id=space_id,
                 hub_id=hub_id,
@@ -175,6 +192,35 @@ class HubProxy:
                 requestor_id=requestor,
                 detail={"method": scope["method"], "status": exchange.status},
             )
+
+
+async def _stored_sequence_delivered(
+    svc: Services, live: LiveHub, scope: Scope, target: bytes
+) -> bytes:
+    """A start of a Sequence the Hub lacks but the Space's store has: hand the package over
+    first and start the Hub's copy (placement.deliver says why)."""
+    match = _START.match(target) if scope["method"] == "POST" else None
+    if match is None:
+        return target
+    ref = unquote(match.group(1).decode("latin-1"))
+    if placement.hub_has(live, ref):
+        return target
+    try:
+        package = await svc.store_packages.package(live.space_id, ref)
+    except NotFound:
+        return target  # the Hub answers for itself
+    seq_id = await placement.deliver(live, ref, package)
+    return f"/api/v1/sequence/{quote(seq_id, safe='')}/start".encode() + (match.group(2) or b"")
+
+
+def _expect_announcement(live: LiveHub, scope: Scope, target: bytes) -> Expected | None:
+    """For a client's topic POST to an STH: listen for the Hub's announcement of it."""
+    if scope["method"] != "POST" or not live.announces_topic_posts:
+        return None
+    match = _TOPIC_POST.match(target)
+    if match is None or any(name.lower() == b"cpm" for name, _ in scope["headers"]):
+        return None
+    return live.topic_announcements.expect(unquote(match.group(1).decode("latin-1")))
 
 
 class _ClientGone(Exception):
@@ -193,6 +239,7 @@ class _Exchange:
         self.body_done = asyncio.Event()
         self.started = False
         self.status = 0
+        self.hold_end: Expected | None = None  # see _expect_announcement
 
     async def body(self) -> AsyncIterator[bytes]:
         while True:
@@ -204,6 +251,8 @@ class _Exchange:
                 yield chunk
             if not message.get("more_body", False):
                 break
+        if self.hold_end is not None and not await self.hold_end.wait(ANNOUNCE_TIMEOUT_S):
+            log.info("hub %s: topic %s not announced in time", self.hub_id, self.hold_end.name)
         self.body_done.set()
 
     async def watch_client(self) -> None:

@@ -9,6 +9,8 @@ connector can act on: 4403 (key refused: stop), 4429 (too many failures: retry l
 
 from __future__ import annotations
 
+import dataclasses
+
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket
 
@@ -49,8 +51,10 @@ async def hub_websocket(ws: WebSocket) -> None:
         await ws.close(code=code, reason=reason)
         return
 
+    joined = dataclasses.replace(hello, via_connector=True)
+
     async def run(session: TunnelSession) -> None:
-        await svc.gate.run_hub(session, hello)
+        await svc.gate.run_hub(session, joined)
 
     name = f"ws hub {hello.requested_id or '?'}@{hello.space_id} from {peer}"
     try:

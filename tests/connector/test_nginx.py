@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import bearer, free_port
+from tests.conftest import bearer, free_port, need_service
 from tests.connector.helpers import Host018, connector_running, eventually, is_healthy, options_for
 from tests.running import RunningManager
 
@@ -56,11 +56,22 @@ http {{
 """
 
 
-@contextlib.asynccontextmanager
-async def nginx_in_front(upstream: int, tmp: Path) -> AsyncIterator[str]:
+def nginx_binary() -> str:
     binary = shutil.which("nginx") or "/usr/sbin/nginx"
     if not Path(binary).exists():
-        pytest.fail("nginx is needed (Debian package `nginx`; .ci/run installs it)")
+        need_service("nginx not found (Debian package `nginx`; .ci/run installs it)")
+    return binary
+
+
+@pytest.fixture(scope="module", autouse=True)
+def nginx() -> str:
+    """Checked before the other fixtures start a manager and a Hub for nothing."""
+    return nginx_binary()
+
+
+@contextlib.asynccontextmanager
+async def nginx_in_front(upstream: int, tmp: Path) -> AsyncIterator[str]:
+    binary = nginx_binary()
     port = free_port()
     tmp.mkdir(parents=True, exist_ok=True)
     conf = tmp / "nginx.conf"

@@ -4,6 +4,7 @@ to start it (spec §4.2 R1, as the STH does); a Space-level start picks a Hub by
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import io
 import tarfile
 import time
@@ -84,23 +85,34 @@ async def test_oversized_package(manager: RunningManager):
     assert not [p for p in (manager.svc.settings.data_dir / "store").rglob("*") if p.is_file()]
 
 
-async def test_hub_fetches_a_stored_sequence_on_start(manager: RunningManager, hubs):
-    stored = (
-        await manager.client.put(space(manager, "s3/stored-one"), content=hello_package())
-    ).json()
+async def test_a_stored_sequence_is_handed_to_the_hub_on_start(manager: RunningManager, hubs):
+    """The manager uploads the package before the start (STH 1.0.1 cannot fetch it), and
+    still serves the Hub's own store fetch (hub-protocol §4.2 R1) for Hubs that can."""
+    package = hello_package()
+    stored = (await manager.client.put(space(manager, "s3/stored-one"), content=package)).json()
     resp = await manager.client.post(
         space(manager, f"sth/cpu-hub/api/v1/sequence/{stored['id']}/start"),
         json={"appConfig": {}, "args": []},
     )
     assert resp.status_code == 200, resp.text
     assert resp.json()["result"] == "success"
+    instance = resp.json()["id"]
     deadline = time.monotonic() + 2
     while True:
         seqs = (await manager.client.get(space(manager, "sequences"))).json()
-        if any(s["id"] == "stored-one" and s["location"] == "cpu-hub" for s in seqs):
+        if any(s["location"] == "cpu-hub" and instance in s["instances"] for s in seqs):
             break
         assert time.monotonic() < deadline, seqs
         await asyncio.sleep(0.05)
+    assert len(seqs) == 1 and seqs[0]["id"] != "stored-one"  # the Hub's own id for its copy
+
+    fetched = await hubs["cpu-hub"].request(
+        "GET",
+        f"/api/v1/cpm/{manager.world.space_id}/api/v1/s3/undefined/stored-one.tar.gz",
+        binary=True,
+    )
+    assert fetched["status"] == 200
+    assert fetched["sha256"] == hashlib.sha256(package).hexdigest()
 
 
 async def test_space_level_start_by_tag(manager: RunningManager, hubs):
