@@ -326,4 +326,6 @@ def _tags(raw: str) -> list[str]:
         return []
     if not isinstance(value, list):
         return []
-    return [str(t)[:100] for t in value if isinstance(t, str | int | float)][:50]
+    # STH 1.0.1 splits `--tags "a, b"` on the comma without trimming: " b" means "b".
+    tags = (str(t).strip()[:100] for t in value if isinstance(t, str | int | float))
+    return [t for t in tags if t][:50]

@@ -67,15 +67,22 @@ def sth_dist() -> Path:
 
 
 def _processes_mentioning(marker: str) -> list[int]:
+    """Processes whose command line, working folder or environment names `marker`.
+
+    STH 1.0.1 runners are detached from their Hub and run `node start-runner.js` in the
+    Hub's working folder: only their environment (`SEQUENCE_PATH=<-D folder>/…`) names
+    the Hub's own folder."""
+    needle = marker.encode()
     pids = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         with contextlib.suppress(OSError):
-            if marker.encode() in (entry / "cmdline").read_bytes():
-                pids.append(int(entry.name))
-                continue
-            if marker in os.readlink(entry / "cwd"):
+            if (
+                needle in (entry / "cmdline").read_bytes()
+                or marker in os.readlink(entry / "cwd")
+                or needle in (entry / "environ").read_bytes()
+            ):
                 pids.append(int(entry.name))
     return pids
 
