@@ -1,16 +1,44 @@
 """The whole API and tunnel flow at debug log level leaves no key, token, proof or server
-secret in the manager's logs or its database file."""
+secret in the manager's logs or its database file.
+
+A key proof (the `Digest cnonce="..."` value a Hub sends) counts as a secret: a Hub resends
+the same one on every reconnect, so a logged proof lets anyone join as that Hub until the
+key is revoked."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import re
+import subprocess
 from pathlib import Path
 
 import httpx
 
-from tests.interop.peer import HubPeer
+from manager.hubs.keys import parse_proof
+from tests.interop.peer import NODE_DIR, HubPeer, require_node
 from tests.manager_process import ManagerProcess
 from tests.tunnel.rawhub import RawHub, connect_head
+
+MAKE_PROOF_JS = "process.stdout.write(require('@scramjet/utility').generateSTHKey(process.argv[1]))"
+
+
+def sth_proof(key: str) -> str:
+    """A key proof made by the STH's own code, as a real Hub sends it."""
+    made = subprocess.run(
+        [require_node(), "-e", MAKE_PROOF_JS, key],
+        cwd=NODE_DIR,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return made.stdout.strip()
+
+
+def proof_secrets(proof: str) -> list[str]:
+    """The whole proof and its digest part (the rest is random bytes and the key's prefix)."""
+    return [proof, parse_proof(proof).digest]
 
 
 async def test_no_secrets_in_logs_or_database(tmp_path: Path, monkeypatch):
@@ -33,16 +61,29 @@ async def test_no_secrets_in_logs_or_database(tmp_path: Path, monkeypatch):
                 for d in ("a", "b")
             ]
             secrets_seen += keys + [k[16:] for k in keys]
+            # The Node peer sends a proof made by @scramjet/utility; the raw Hub, one of ours.
+            peer_proof = await asyncio.to_thread(sth_proof, keys[0])
+            proofs_file = tmp_path / "proofs.json"
+            proofs_file.write_text(json.dumps([peer_proof]))
+            head = connect_head(sp, keys[1], hub_id="raw")
+            found = re.search(rb'Authorization: Digest cnonce="([^"]+)"', head)
+            assert found is not None, head
+            raw_proof = found.group(1).decode()
+            secrets_seen += proof_secrets(peer_proof) + proof_secrets(raw_proof)
             peer = await HubPeer.start(
-                manager.url, sp, keys[0], "--id", "leaky", "--load-interval", "300"
+                manager.url,
+                sp,
+                keys[0],
+                "--id",
+                "leaky",
+                "--load-interval",
+                "300",
+                "--proofs",
+                str(proofs_file),
             )
-            await peer.wait_for(event="control_opened")
-            raw = await RawHub.open(
-                manager.port,
-                connect_head(sp, keys[1], hub_id="raw").replace(
-                    b"Authorization: Digest", b"Authorization: Digest", 1
-                ),
-            )
+            await peer.wait_for(event="control_opened")  # the proof above was accepted
+            raw = await RawHub.open(manager.port, head)
+            assert raw.status == 200  # and so was this one
             raw.start()
             await raw.wait_control()
             await client.get(f"/api/v1/space/{sp}/api/v1/sth/leaky/api/v1/version")

@@ -3,7 +3,8 @@
 Bodies stream both ways with back-pressure (httpcore pulls the request body from the
 client as the channel window allows; the response is pushed to the client as uvicorn
 drains it), so nothing is held whole. The client leaving cancels the exchange, which ends
-the channel; the Hub leaving mid-stream ends the client's response.
+the channel; the Hub leaving mid-stream cuts the client's response off (the connection
+drops without the final chunk), so the client can tell it from a complete one.
 """
 
 from __future__ import annotations
@@ -331,10 +332,10 @@ class _Exchange:
 
     async def _fail(self, status: int, message: str) -> None:
         if self.started:
-            # Headers are out: end the response where the Hub stopped.
+            # Headers are out: leave the response unfinished, so the server drops the
+            # connection without the final chunk (or short of the Content-Length) and the
+            # client sees a cut-off body, never one that looks complete.
             log.info("hub %s: stream ended early: %s", self.hub_id, message)
-            with contextlib.suppress(Exception):
-                await self.send({"type": "http.response.body", "body": b"", "more_body": False})
             return
         log.info("hub %s: %d %s", self.hub_id, status, message)
         self.status = status

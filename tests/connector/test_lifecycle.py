@@ -97,18 +97,33 @@ async def _cleared(connector: RunningConnector) -> bool:
 async def test_a_hub_answering_garbage_keeps_the_tunnel_but_not_health(
     manager: RunningManager, caplog: pytest.LogCaptureFixture
 ):
+    asked: list[bytes] = []  # the request lines the "Hub" got
+
     async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.read(65536)
+        asked.append((await reader.read(65536)).split(b"\r\n", 1)[0])
         writer.write(b"\x00\x01 this is no HTTP\r\n\r\n")
         await writer.drain()
         writer.close()
+
+    def load_checks() -> int:
+        return sum(b"/load-check " in line for line in asked)
 
     server = await asyncio.start_server(garbage, "127.0.0.1", 0)
     url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
     key = await manager.new_key()
     async with server, connector_running(options_for(manager, key, url, hub_id="junk")) as c:
         await asyncio.wait_for(c.connected.wait(), 15)
-        await asyncio.sleep(1.5)  # several LOAD intervals
+        live = manager.svc.registry.get(manager.world.space_id, "junk")
+        assert live is not None
+
+        # The connector asked the Hub for its load three times (at the start and two LOAD
+        # intervals later), and the control channel carries its other messages ...
+        async def asked_thrice() -> bool:
+            return load_checks() >= 3 and live.state.network_info is not None
+
+        await eventually(asked_thrice, what="three load checks and NETWORK_INFO")
+        # ... but the manager got no LOAD for any of them, so the Hub is connected, unhealthy.
+        assert live.state.load is None and live.state.load_at is None, live.state.load
         entry = await hub_entry(manager, "junk")
         assert entry is not None and entry["isConnectionActive"] and not entry["healthy"]
         resp = await manager.client.get(

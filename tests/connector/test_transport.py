@@ -94,7 +94,9 @@ async def test_hub_events_reach_the_space(manager: RunningManager, fake_hub: Fak
         await eventually(cleared, what="instance and topic gone")
 
 
-async def test_wss_with_a_ca_file(host018: Host018, tmp_path: Path):
+async def test_wss_with_a_ca_file(
+    host018: Host018, tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
     cert, key_file = self_signed(tmp_path)
     manager = ManagerProcess(
         tmp_path / "data",
@@ -129,11 +131,30 @@ async def test_wss_with_a_ca_file(host018: Host018, tmp_path: Path):
             untrusted = options_at(
                 manager.url, space, access["accessKey"], host018.url, hub_id="no-ca"
             )
+            caplog.clear()
             async with connector_running(untrusted) as connector:
-                await asyncio.sleep(1.5)  # the system store does not know our CA: it retries
+                # The system store does not know our CA: the TLS handshake fails, and the
+                # connector keeps retrying (twice seen here) instead of giving up.
+                async def refused_twice() -> bool:
+                    return len(_disconnects(caplog)) >= 2
+
+                await eventually(refused_twice, what="two failed attempts")
                 assert not connector.connected.is_set() and connector.stop_reason is None
+            failures = _disconnects(caplog)
+            assert all("CERTIFICATE_VERIFY_FAILED" in f for f in failures), failures
+            hubs = (await client.get(f"/api/v1/space/{space}/api/v1/list")).json()
+            assert "no-ca" not in [h["id"] for h in hubs]
     finally:
         await asyncio.to_thread(manager.stop)
+
+
+def _disconnects(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """The connector's "disconnected (<why>)" warnings, one per failed attempt."""
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "manager.connector" and r.getMessage().startswith("disconnected (")
+    ]
 
 
 @contextlib.asynccontextmanager

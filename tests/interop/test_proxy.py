@@ -99,16 +99,30 @@ async def test_client_leaving_closes_the_channel(manager: RunningManager, hub: H
         await asyncio.sleep(0.05)
 
 
-async def test_hub_dying_mid_stream_ends_the_response(manager: RunningManager, hub: HubPeer):
-    lines = []
-    async with manager.client.stream(
-        "GET", hub_url(manager, "echo/stream?interval=50&count=100000")
-    ) as resp:
-        async for line in resp.aiter_lines():
-            lines.append(line)
-            if len(lines) == 3:
-                hub.kill()
-    assert len(lines) >= 3
+async def test_hub_dying_mid_stream_cuts_the_response(manager: RunningManager, hub: HubPeer):
+    """The Hub going mid-stream ends the client's response within seconds, and as a cut-off
+    body: the connection drops without the final chunk, so the client can tell it from a
+    stream that ended (which the same client reads to its end without an error)."""
+    url = hub_url(manager, "echo/stream?interval=50&count=3")
+    async with manager.client.stream("GET", url) as resp:
+        complete = [line async for line in resp.aiter_lines()]
+    assert complete == ["tick 0", "tick 1", "tick 2"]
+
+    lines: list[str] = []
+    killed_at = 0.0
+    url = hub_url(manager, "echo/stream?interval=50&count=100000")
+    with pytest.raises(httpx.RemoteProtocolError, match="incomplete chunked read"):
+        async with asyncio.timeout(30):
+            async with manager.client.stream("GET", url) as resp:
+                assert resp.headers["transfer-encoding"] == "chunked"
+                async for line in resp.aiter_lines():
+                    lines.append(line)
+                    if len(lines) == 3:
+                        hub.kill()
+                        killed_at = time.monotonic()
+    assert killed_at, lines
+    assert time.monotonic() - killed_at < 5, "the response outlived its Hub"
+    assert lines[:3] == ["tick 0", "tick 1", "tick 2"]
 
 
 async def test_errors(manager: RunningManager, hub: HubPeer):

@@ -134,15 +134,27 @@ async def test_bad_frames_close_only_that_tunnel(
 
 async def test_frames_for_unknown_channels_are_ignored(manager: RunningManager, good_hub: HubPeer):
     hub = await _joined(manager, "lenient")
-    hub.send_raw(struct.pack(">IBII", 9, 4, 77, 5) + struct.pack(">I", 5) + b"hello")
-    hub.send_raw(struct.pack(">IBIII", 13, 3, 78, 1, 1))  # FINISHED_STATUS
-    hub.send_control(
-        7001, {"avgLoad": 0.5, "currentLoad": 0.5, "memFree": 2, "memUsed": 2, "fsSize": []}
-    )
-    await asyncio.sleep(0.3)
-    assert not hub.closed.is_set()
-    assert (await manager.hub("lenient"))["healthy"] is True
-    await hub.close()
+    try:
+        live = manager.svc.registry.get(manager.world.space_id, "lenient")
+        assert live is not None
+        session = live.link.session  # type: ignore[attr-defined]
+        hub.send_raw(struct.pack(">IBII", 9, 4, 77, 5) + struct.pack(">I", 5) + b"hello")
+        hub.send_raw(struct.pack(">IBIII", 13, 3, 78, 1, 1))  # FINISHED_STATUS
+        load = {"avgLoad": 0.5, "currentLoad": 0.5, "memFree": 2, "memUsed": 2, "fsSize": []}
+        hub.send_control(7001, load)  # unlike the raw Hub's first LOAD (avgLoad 0.1)
+        # This LOAD came after the stray frames on the same socket: once it is in, the manager
+        # has read past them, and the tunnel must still be there, with no channel made up.
+        deadline = time.monotonic() + 5
+        while (live.state.load or {}).get("avgLoad") != 0.5:
+            assert not session.is_closed, f"tunnel closed: {session.close_reason}"
+            assert time.monotonic() < deadline, "the LOAD after the stray frames never arrived"
+            await asyncio.sleep(0.02)
+        assert not session.is_closed and not hub.closed.is_set()
+        assert manager.svc.registry.get(manager.world.space_id, "lenient") is live
+        assert not {77, 78} & set(session.channels)
+        assert (await manager.hub("lenient"))["healthy"] is True
+    finally:
+        await hub.close()
 
 
 async def test_data_beyond_our_window_closes_the_tunnel(manager: RunningManager, good_hub: HubPeer):

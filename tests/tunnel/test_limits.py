@@ -17,8 +17,15 @@ from tests.tunnel.rawhub import connect_head, join
 
 
 @pytest.fixture
-def settings(settings: Settings) -> Settings:
-    return replace(settings, max_tunnels_per_source=2, max_requests_per_hub=2)
+def limits(request: pytest.FixtureRequest) -> tuple[int, int]:
+    """(MANAGER_MAX_TUNNELS_PER_SOURCE, MANAGER_MAX_REQUESTS_PER_HUB) for the test's manager."""
+    return getattr(request, "param", (2, 2))
+
+
+@pytest.fixture
+def settings(settings: Settings, limits: tuple[int, int]) -> Settings:
+    per_source, per_hub = limits
+    return replace(settings, max_tunnels_per_source=per_source, max_requests_per_hub=per_hub)
 
 
 async def _metrics(manager: RunningManager) -> str:
@@ -105,11 +112,49 @@ async def test_requests_in_flight_per_hub(manager: RunningManager):
 
 
 async def test_limits_come_from_the_environment(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.delenv("MANAGER_MAX_TUNNELS_PER_SOURCE", raising=False)
+    monkeypatch.delenv("MANAGER_MAX_REQUESTS_PER_HUB", raising=False)
+    got = Settings.from_env()
+    assert (got.max_tunnels_per_source, got.max_requests_per_hub) == (1000, 256)  # README
     monkeypatch.setenv("MANAGER_MAX_TUNNELS_PER_SOURCE", "7")
     monkeypatch.setenv("MANAGER_MAX_REQUESTS_PER_HUB", "9")
     got = Settings.from_env()
     assert (got.max_tunnels_per_source, got.max_requests_per_hub) == (7, 9)
-    assert replace(got, max_tunnels_per_source=0).max_tunnels_per_source == 0
+    monkeypatch.setenv("MANAGER_MAX_TUNNELS_PER_SOURCE", "0")
+    monkeypatch.setenv("MANAGER_MAX_REQUESTS_PER_HUB", "0")
+    got = Settings.from_env()
+    assert (got.max_tunnels_per_source, got.max_requests_per_hub) == (0, 0)  # not the default
+
+
+@pytest.mark.parametrize("limits", [(0, 0)], indirect=True)
+async def test_zero_turns_the_limits_off(manager: RunningManager):
+    """`0` means no limit (README): more tunnels from one address, and more requests in
+    flight to one Hub, than the limit of 2 the other tests refuse at."""
+    key = await manager.new_key("unlimited")
+    hubs = [await join(manager, key, f"free-{i}") for i in range(4)]
+    stuck: list[asyncio.Future[httpx.Response]] = []
+    try:
+        assert [hub.status for hub in hubs] == [200] * 4
+        assert manager.svc.gate.tunnels_by_source.get("127.0.0.1") == 4
+        live = manager.svc.registry.get(manager.world.space_id, "free-0")
+        assert live is not None
+        # The raw Hub never answers: every request admitted stays in flight.
+        url = f"/api/v1/space/{manager.world.space_id}/api/v1/sth/free-0/api/v1/version"
+        stuck = [asyncio.ensure_future(manager.client.get(url)) for _ in range(5)]
+        deadline = time.monotonic() + 5
+        while live.in_flight < 5:
+            answered = [t.exception() or t.result().status_code for t in stuck if t.done()]
+            assert not answered and time.monotonic() < deadline, (live.in_flight, answered)
+            await asyncio.sleep(0.02)
+        assert not any(task.done() for task in stuck)
+        assert manager.svc.gate.refused == {}
+    finally:
+        for task in stuck:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, httpx.HTTPError):
+                await task
+        for hub in hubs:
+            await hub.close()
 
 
 async def test_channels_per_tunnel(manager: RunningManager, caplog: pytest.LogCaptureFixture):
