@@ -4,8 +4,8 @@ at will, /proc and /api/v1/metrics readings of a manager process, and polling wi
 Everything runs as real processes on loopback. The PostgreSQL cluster is a throw-away one
 (initdb into a temp dir, its own port and socket dir), never the machine's packaged cluster:
 as root (CI) its binaries run as the `postgres` user, since initdb refuses to run as root.
-Without PostgreSQL binaries the tests that need them skip, except in CI (env CI), where the
-`postgresql` package is installed and their absence is an error.
+Without PostgreSQL binaries the tests that need them skip, except in CI (env CI true), where
+the `postgresql` package is installed and their absence is an error (`need_service`).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import os
 import pwd
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -29,7 +30,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import free_port, need_service
 
 PG_USER = "chaos"
 PG_DB = "manager"
@@ -84,16 +85,14 @@ def pg_bindir() -> Path | None:
 def require_pg_bindir() -> Path:
     bindir = pg_bindir()
     if bindir is None:
-        if os.environ.get("CI"):
-            pytest.fail("PostgreSQL binaries (initdb, pg_ctl) are needed in CI (apt postgresql)")
-        pytest.skip("PostgreSQL binaries (initdb, pg_ctl) not found")
+        need_service("PostgreSQL binaries (initdb, pg_ctl) not found (Debian package postgresql)")
     if os.geteuid() == 0:
         try:
             pwd.getpwnam("postgres")
         except KeyError:
-            pytest.fail("running as root needs a 'postgres' user to run initdb/pg_ctl as")
+            need_service("running as root needs a 'postgres' user to run initdb/pg_ctl as")
         if shutil.which("runuser") is None:
-            pytest.fail("running as root needs runuser to run initdb/pg_ctl as postgres")
+            need_service("running as root needs runuser to run initdb/pg_ctl as postgres")
     return bindir
 
 
@@ -319,3 +318,139 @@ def as_json(resp_text: str) -> Any:
         return json.loads(resp_text)
     except ValueError:
         return None
+
+
+# ---------------------------------------------------------------------------------------------
+# a memory probe inside a manager process, tracemalloc snapshots included (test tooling only)
+
+MEMPROBE_SITE = Path(__file__).resolve().parent / "memprobe"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+class MemoryProbe:
+    """Drives `memprobe/sitecustomize.py` in a manager process: `env()` goes into the
+    manager's environment (PYTHONPATH puts the probe's sitecustomize first), `take()` asks
+    the running process for a snapshot (SIGUSR2) and returns its figures, `growth()` compares
+    two snapshots by line. `frames=0` keeps tracemalloc off (RSS, malloc and SQLite figures
+    only, no slow-down)."""
+
+    def __init__(self, directory: Path, frames: int = 1) -> None:
+        self.directory = directory
+        self.frames = frames
+        directory.mkdir(parents=True, exist_ok=True)
+
+    def env(self) -> dict[str, str]:
+        path = os.pathsep.join(p for p in (str(MEMPROBE_SITE), os.environ.get("PYTHONPATH")) if p)
+        return {
+            "PYTHONPATH": path,
+            "MEMPROBE_DIR": str(self.directory),
+            "MEMPROBE_FRAMES": str(self.frames),
+        }
+
+    async def take(self, pid: int, label: str, timeout: float = 120) -> dict[str, Any]:
+        done = self.directory / f"{label}.json"
+        done.unlink(missing_ok=True)
+        (self.directory / "request").write_text(label)
+        os.kill(pid, signal.SIGUSR2)
+        await until(
+            done.exists,
+            timeout,
+            f"memory probe {label!r} from pid {pid}",
+            interval=0.2,
+            state=lambda: self._error(),
+        )
+        info: dict[str, Any] = json.loads(done.read_text())
+        return info
+
+    def _error(self) -> str:
+        error = self.directory / "error.txt"
+        return error.read_text() if error.exists() else "(no error file)"
+
+    def growth(self, before: str, after: str, top: int = 15, by: str = "lineno") -> list[str]:
+        """The `top` biggest changes from snapshot `before` to `after`, one line each."""
+        import tracemalloc
+
+        ignore = [
+            tracemalloc.Filter(False, tracemalloc.__file__),
+            tracemalloc.Filter(False, str(MEMPROBE_SITE / "*")),
+        ]
+        old, new = (
+            tracemalloc.Snapshot.load(str(self.directory / f"{label}.tracemalloc")).filter_traces(
+                ignore
+            )
+            for label in (before, after)
+        )
+        stats = new.compare_to(old, by)
+        total = sum(s.size_diff for s in stats)
+        lines = [f"traced by {by}, {before} -> {after}: {total / 1024:+.1f} KiB in all"]
+        for stat in stats[:top]:
+            frame = stat.traceback[0]
+            where = f"{_short(frame.filename)}:{frame.lineno}"
+            lines.append(
+                f"  {stat.size_diff / 1024:+9.1f} KiB {stat.count_diff:+7d} blocks "
+                f"(now {stat.size / 1024:9.1f} KiB) {where}"
+            )
+        return lines
+
+
+def _short(filename: str) -> str:
+    for marker in ("site-packages/", "/lib/python3", f"{REPO_ROOT}/"):
+        if marker in filename:
+            return filename.split(marker, 1)[1]
+    return filename
+
+
+def describe_probe(info: dict[str, Any]) -> str:
+    """One line of a probe's figures (KiB / MiB)."""
+    proc, mall, sq = info.get("proc_kib", {}), info.get("mallinfo2", {}), info.get("sqlite", {})
+    pm = info.get("pymalloc", {})
+
+    def mib(v: int | None, unit: int = 1024 * 1024) -> str:
+        return "-" if v is None else f"{v / unit:.1f}"
+
+    parts = [
+        f"{info['label']:<12}",
+        f"rss {mib(proc.get('VmRSS'), 1024)}",
+        f"anon {mib(proc.get('RssAnon'), 1024)}",
+        f"traced {mib(info.get('traced'))}",
+        f"(tm overhead {mib(info.get('tracemalloc_overhead'))})",
+        f"malloc in-use {mib(mall.get('uordblks'))} free {mib(mall.get('fordblks'))} "
+        f"mmap {mib(mall.get('hblkhd'))}",
+        f"sqlite {mib(sq.get('memory_used'))}",
+        f"pymalloc arenas {mib(pm.get('arena_total'))} in blocks "
+        f"{mib(pm.get('bytes in allocated blocks'))}",
+        f"gc objects {info.get('gc_objects')}",
+    ]
+    if "after_trim_proc_kib" in info:
+        parts.append(f"rss after malloc_trim {mib(info['after_trim_proc_kib'].get('VmRSS'), 1024)}")
+    return " ".join(parts) + " MiB"
+
+
+def live_memory(info: dict[str, Any]) -> dict[str, int]:
+    """KiB held by live allocations, from a probe: `python` (tracemalloc's traced memory when
+    tracing, else pymalloc's allocated blocks) and `malloc` (glibc malloc in use, less
+    SQLite's page caches and statements, which its own limits bound). Figures the platform
+    does not give are left out."""
+    out: dict[str, int] = {}
+    traced = info.get("traced")
+    pymalloc = info.get("pymalloc", {}).get("bytes in allocated blocks")
+    if traced is not None:
+        out["python"] = traced // 1024
+    elif pymalloc is not None:
+        out["python"] = pymalloc // 1024
+    in_use = info.get("mallinfo2", {}).get("uordblks")
+    if in_use is not None and traced is None:  # tracemalloc's tables are malloc'd too
+        out["malloc"] = (in_use - info.get("sqlite", {}).get("memory_used", 0)) // 1024
+    return out
+
+
+def type_growth(before: dict[str, Any], after: dict[str, Any], top: int = 12) -> str:
+    """Live objects by type that grew most between two probes."""
+    old, new = before.get("types", {}), after.get("types", {})
+    diff = sorted(
+        ((new.get(k, 0) - old.get(k, 0), k) for k in set(old) | set(new)),
+        reverse=True,
+    )
+    grown = ", ".join(f"{k} {d:+d}" for d, k in diff[:top] if d)
+    imported = sorted(set(after.get("modules", ())) - set(before.get("modules", ())))
+    return f"objects by type: {grown}\nmodules imported meanwhile: {', '.join(imported) or '-'}"
