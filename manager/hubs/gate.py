@@ -9,6 +9,7 @@ Requests the Hub opens itself go to the Space API as that Hub's Space (spec §4.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import re
@@ -39,6 +40,7 @@ log = logging.getLogger("manager.hubs")
 FIRST_FRAME_DELAY_S = 0.25
 CONTROL_OPEN_TIMEOUT_S = 5.0
 ALIVE_WITHIN_S = 7.0  # a live Hub sends LOAD every 5 s
+NEWCOMER_READY_S = 2.0  # how long a refused Hub gets to send its first control line
 _HUB_ID = re.compile(r"^[A-Za-z0-9_.:@+-]{1,200}$")
 _CPM_PATH = re.compile(r"^/api/v1/cpm/([^/]+)/api/v1(/.*)?$")
 
@@ -198,7 +200,7 @@ class HubGate:
         hub.announces_topic_posts = not hello.via_connector
         session.name = f"hub {hub_id}@{hello.space_id}"
         if not self.registry.attach(hub):
-            await link.send_and_close(ID_DROP, "id taken")
+            await _stop_newcomer(link, ID_DROP, "id taken")
             return
         reason = "tunnel closed"
         try:
@@ -232,13 +234,13 @@ class HubGate:
                         requested,
                         hello.space_id,
                     )
-                    await link.send_and_close(ID_DROP, "id already connected")
+                    await _stop_newcomer(link, ID_DROP, "id already connected")
                     return None
                 await existing.link.close("replaced by a new connection")
                 self.registry.detach(existing)
         if limit and self.registry.count(hello.space_id) >= limit:
             log.warning("space %s: Hub limit %d reached", hello.space_id, limit)
-            await link.send_and_close(LIMIT_EXCEEDED, "hub limit reached")
+            await _stop_newcomer(link, LIMIT_EXCEEDED, "hub limit reached")
             return None
         if requested:
             return requested
@@ -290,6 +292,17 @@ class _CpmRewrite:
             path = f"/api/v1/space/{match.group(1)}/api/v1{rest}"
             scope = dict(scope, path=path, raw_path=path.encode())
         await self.app(scope, receive, send)
+
+
+async def _stop_newcomer(link: TunnelLink, code: int, reason: str) -> None:
+    """Refuse a Hub that has just opened its control channel (ID_DROP, LIMIT_EXCEEDED).
+
+    STH 1.0.1 sets its control stream up across an await (its first LOAD); a tunnel closed
+    before that crashes the Hub process (TypeError in `handleCommunicationRequest`) instead
+    of letting it stop. So the close waits, briefly, for the Hub's first control line."""
+    with contextlib.suppress(TunnelError, TimeoutError, StopAsyncIteration):
+        await asyncio.wait_for(anext(link.control.response_body()), NEWCOMER_READY_S)
+    await link.send_and_close(code, reason)
 
 
 def _usable(row: AccessKey | None, space_id: str) -> int | None:

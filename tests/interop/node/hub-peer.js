@@ -40,7 +40,7 @@ const PATTERN = Buffer.from(Array.from({ length: MAX_CHUNK + PATTERN_MOD }, (_, 
 /* Output                                                                                     */
 
 // Events still printed under --quiet: summaries and anything a test waits for explicitly.
-const QUIET_KEPT = new Set(["ready", "response", "error", "abandoned", "gave_up", "status"]);
+const QUIET_KEPT = new Set(["ready", "response", "error", "abandoned", "gave_up", "status", "load_sent"]);
 let quiet = false;
 
 function emit(event) {
@@ -61,13 +61,14 @@ const USAGE = `usage: node hub-peer.js --platform-api URL --platform-space ORG:S
         [--max-reconnections N] [--load-interval MS] [--platform-api-version v1]
         [--cpm-ssl-ca-path FILE] [--same-proof] [--proofs FILE] [--binary] [--quiet]
         [--tick-ms MS] [--kill-delay-ms MS] [--instance-lifetime MS] [--stream-buffer BYTES]
+        [--current-load N]   (report this currentLoad instead of the machine's 1-minute load)
         [--listen PORT]   (peer 0 also serves its Hub API directly on 127.0.0.1:PORT)`;
 
 const VALUE_FLAGS = new Set([
     "--platform-api", "--platform-space", "--platform-api-key", "--platform-api-version", "--id",
     "--description", "-desc", "--tags", "--count", "--reconnection-delay", "--max-reconnections",
     "--load-interval", "--cpm-ssl-ca-path", "--tick-ms", "--kill-delay-ms", "--instance-lifetime",
-    "--stream-buffer", "--listen", "--proofs",
+    "--stream-buffer", "--listen", "--proofs", "--current-load",
 ]);
 const BOOL_FLAGS = new Set(["--quiet", "--binary", "--same-proof"]);
 
@@ -100,6 +101,12 @@ function parseTags(raw) {
     const tags = raw.split(",");
     if (tags.some((t) => t === "")) usageError(`--tags contains an empty element: ${JSON.stringify(raw)}`);
     return tags;
+}
+
+function parseLoad(raw, name) {
+    const n = Number(raw);
+    if (raw === "" || !Number.isFinite(n) || n < 0) usageError(`${name} must be a number >= 0, got ${JSON.stringify(raw)}`);
+    return n;
 }
 
 function intOption(f, name, fallback) {
@@ -136,6 +143,7 @@ function parseArgs(argv) {
         proofsFile: f["--proofs"],
         binary: !!f["--binary"],
         quiet: !!f["--quiet"],
+        currentLoad: f["--current-load"] !== undefined ? parseLoad(f["--current-load"], "--current-load") : undefined,
     };
     if (opts.count < 1) usageError("--count must be >= 1");
     for (const [k, name] of [["tickMs", "--tick-ms"], ["killDelay", "--kill-delay-ms"], ["streamBuffer", "--stream-buffer"]]) {
@@ -179,20 +187,22 @@ function diskEntry(path) {
     }
 }
 
-function loadCheck() {
+// `currentLoad` given (--current-load, the "load" command): reported instead of the 1-minute
+// load average, so tests can make one Hub busier than another.
+function loadCheck(currentLoad) {
     const [one, , fifteen] = os.loadavg();
     const memFree = os.freemem();
     return {
         avgLoad: fifteen,
-        currentLoad: one,
+        currentLoad: currentLoad !== undefined ? currentLoad : one,
         memFree,
         memUsed: os.totalmem() - memFree,
         fsSize: [diskEntry("/")],
     };
 }
 
-function loadMessage() {
-    return { msgCode: CODE.LOAD, ...loadCheck() };
+function loadMessage(currentLoad) {
+    return { msgCode: CODE.LOAD, ...loadCheck(currentLoad) };
 }
 
 // One entry per interface: first IPv4 and first IPv6 address, subnets in CIDR (spec §5.4.2).
@@ -247,6 +257,7 @@ class HubPeer {
         this.index = index;
         this.opts = opts;
         this.id = id;
+        this.currentLoad = opts.currentLoad;  // undefined: the machine's own load average
         this.proof = null;          // computed once, reused on every reconnect (spec §2.1)
         this.target = tunnelTarget(opts);
         this.connected = false;
@@ -393,10 +404,10 @@ class HubPeer {
         this.event("control_opened");
         this.readControl(req);
         // No writeHead: the head goes out with the first message, as on the STH.
-        this.sendControl(CODE.LOAD, loadMessage());
+        this.sendControl(CODE.LOAD, loadMessage(this.currentLoad));
         this.sendControl(CODE.NETWORK_INFO, networkInfo());
         for (const [code, payload] of this.api.snapshot()) this.sendControl(code, payload);
-        control.timer = setInterval(() => this.sendControl(CODE.LOAD, loadMessage()), this.opts.loadInterval);
+        control.timer = setInterval(() => this.sendControl(CODE.LOAD, loadMessage(this.currentLoad)), this.opts.loadInterval);
     }
 
     readControl(req) {
@@ -484,7 +495,7 @@ class HubPeer {
             if (!(m === "POST" && p.startsWith("/api/v1/topic/"))) continueOnce(req, res);
             if (m === "POST" && p === "/api/v1/platform") return this.openControl(req, res);
             if (m === "GET" && p === "/api/v1/version") return replyAfterBody(req, res, 200, versionInfo());
-            if (m === "GET" && p === "/api/v1/load-check") return replyAfterBody(req, res, 200, loadCheck());
+            if (m === "GET" && p === "/api/v1/load-check") return replyAfterBody(req, res, 200, loadCheck(this.currentLoad));
             if (m === "GET" && (match = p.match(/^\/api\/v1\/echo\/bytes\/(\d+)$/))) return this.echoBytes(req, res, Number(match[1]));
             if (m === "POST" && p === "/api/v1/echo/count") return this.echoCount(req, res);
             if (m === "GET" && p === "/api/v1/echo/stream") return this.echoStream(req, res, url.searchParams);
@@ -614,6 +625,18 @@ function uploadCommand(peers, cmd, opts) {
     return runRequest(peers, cmd, opts, writeBody, cmd.method || "POST", headers);
 }
 
+// Report `currentLoad` from now on, starting with a LOAD message at once.
+function loadCommand(peers, cmd) {
+    const peer = peerFor(peers, cmd);
+    const value = Number(cmd.currentLoad);
+    if (!Number.isFinite(value) || value < 0) throw new Error(`bad currentLoad ${JSON.stringify(cmd.currentLoad)}`);
+    peer.currentLoad = value;
+    peer.sendControl(CODE.LOAD, loadMessage(value)).then(
+        () => emit({ event: "load_sent", peer: peer.index, currentLoad: value, control: !!peer.control }),
+        (e) => emit({ event: "error", peer: peer.index, message: `LOAD not sent: ${e.message}` }),
+    );
+}
+
 function statusCommand(peers) {
     emit({
         event: "status",
@@ -637,6 +660,8 @@ function handleCommand(peers, opts, line) {
                 return void runRequest(peers, cmd, opts, bodyWriter(cmd), cmd.method || "GET", {});
             case "upload":
                 return void uploadCommand(peers, cmd, opts);
+            case "load":
+                return loadCommand(peers, cmd);
             case "status":
                 return statusCommand(peers);
             case "exit":
