@@ -11,7 +11,7 @@ DATA_DIR ?= ./data
 HOST ?= 127.0.0.1
 PORT ?= 9000
 
-.PHONY: run test lint typecheck pytest fuzz bench clean node
+.PHONY: run test lint typecheck pytest fuzz bench clean node floors
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,9 +44,15 @@ pytest: $(STAMP) $(NODE_STAMP) $(HOST018_STAMP)
 
 test: lint typecheck pytest
 
+# Every dependency at the lowest version pyproject.toml allows, in a venv of its own
+# (.ci/floors; FLOORS_VENV=dir keeps it), then ruff and the fast tests against them.
+floors: $(NODE_STAMP) $(HOST018_STAMP)
+	.ci/floors
+
+# Hours of examples per test: no per-test time limit (CI runs a sample under the default one)
 fuzz: $(STAMP)
-	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-100000} $(BIN)/pytest -q tests/fuzz tests/mux/test_properties.py
-	SCHEMATHESIS_EXAMPLES=$${SCHEMATHESIS_EXAMPLES:-500} $(BIN)/pytest -q tests/web/test_openapi.py
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-100000} $(BIN)/pytest -q --timeout=0 tests/fuzz tests/mux/test_properties.py
+	SCHEMATHESIS_EXAMPLES=$${SCHEMATHESIS_EXAMPLES:-500} $(BIN)/pytest -q --timeout=0 tests/web/test_openapi.py
 
 bench: $(STAMP) $(NODE_STAMP)
 	$(BIN)/python -m bench.run

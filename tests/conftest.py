@@ -10,14 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import socket
+import sys
+import threading
+import traceback
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import httpx
 import pytest
+import pytest_timeout
 
 from manager.config import Settings
 from manager.db import migrate
@@ -28,6 +33,86 @@ from manager.web.app import create_app
 
 PG_ENV = "MANAGER_TEST_POSTGRES_URL"
 SQLITE_ONLY = pytest.mark.parametrize("db_kind", ["sqlite"], indirect=True)
+
+
+# Every test has a time limit: `timeout` in pyproject.toml (pytest-timeout), more for the few
+# that need it (`@pytest.mark.timeout(...)`). The hook below runs its "signal" method: the
+# test fails, named in the summary, and the run goes on.
+TIMEOUT_BACKSTOP_S = 60.0
+BACKSTOP = pytest.StashKey[threading.Timer]()
+
+
+@pytest.hookimpl(tryfirst=True, optionalhook=True)
+def pytest_timeout_set_timer(item: pytest.Item, settings: Any) -> bool | None:
+    """pytest-timeout's "signal" method with two additions.
+
+    - When the time is up, the stacks of the event loop's tasks and of the other threads go
+      to stderr, so the failure report shows the `await` an async test hangs on (the main
+      thread itself only shows the event loop's selector).
+    - A backstop: a test still not done TIMEOUT_BACKSTOP_S after its timeout (hung in
+      teardown, e.g. the event loop waiting at close for a worker thread of `to_thread` that
+      never returns, or out of SIGALRM's reach) ends the run the way the "thread" method
+      does: every thread's stack, exit status 1. CI never hangs.
+    """
+    if settings.method != "signal" or threading.current_thread() is not threading.main_thread():
+        return None  # pytest-timeout's own implementation
+
+    def on_alarm(signum: int, frame: Any) -> None:
+        __tracebackhide__ = True
+        if not settings.disable_debugger_detection and pytest_timeout.is_debugging():
+            return
+        dump_tasks_and_threads(exclude=backstop.ident)
+        pytest.fail(f"Timeout (>{settings.timeout:g} s) from pytest-timeout")
+
+    def backstop_fired() -> None:
+        print(
+            f"\n{item.nodeid} still running {TIMEOUT_BACKSTOP_S:g} s after its "
+            f"{settings.timeout:g} s timeout: ending the run",
+            file=sys.stderr,
+        )
+        pytest_timeout.timeout_timer(item, settings)
+
+    backstop = threading.Timer(settings.timeout + TIMEOUT_BACKSTOP_S, backstop_fired)
+    backstop.name = f"timeout backstop {item.nodeid}"
+    backstop.daemon = True
+
+    def cancel() -> None:
+        # pytest-timeout calls this at the end and also on any failure (before teardown); the
+        # backstop stays until the end of the test (pytest_runtest_protocol below)
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)
+
+    item.cancel_timeout = cancel  # type: ignore[attr-defined]
+    signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, settings.timeout)
+    if not item.config.getoption("usepdb", False):
+        item.stash[BACKSTOP] = backstop
+        backstop.start()
+    return True
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Any:
+    try:
+        return (yield)
+    finally:
+        if (backstop := item.stash.get(BACKSTOP, None)) is not None:
+            backstop.cancel()
+
+
+def dump_tasks_and_threads(exclude: int | None) -> None:
+    try:
+        tasks = sorted(asyncio.all_tasks(asyncio.get_running_loop()), key=lambda t: t.get_name())
+    except RuntimeError:  # no event loop running: a sync test
+        tasks = []
+    for task in tasks:
+        task.print_stack(limit=20, file=sys.stderr)
+    current = threading.get_ident()
+    names = {t.ident: t.name for t in threading.enumerate()}
+    for ident, frame in sys._current_frames().items():
+        if ident not in (current, exclude):
+            print(f"Stack of thread {names.get(ident, ident)}:", file=sys.stderr)
+            print("".join(traceback.format_stack(frame)), file=sys.stderr)
 
 
 def free_port() -> int:

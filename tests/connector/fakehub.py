@@ -44,7 +44,11 @@ class FakeHub:
                 Route("/api/v1/echo/count", self._count, methods=["POST"]),
             ]
         )
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
+        # HTTP only: ws="none" keeps uvicorn from importing a WebSocket implementation (before
+        # 0.50 its "auto" choice is the legacy one, deprecated by websockets >= 14).
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=self.port, log_level="warning", ws="none"
+        )
         self.server = uvicorn.Server(config)
         self._task: asyncio.Task[None] | None = None
 

@@ -20,6 +20,7 @@ import pytest
 
 from manager.connector import Connector, ConnectorOptions, HubAddress
 from manager.connector.policy import Backoff
+from tests.conftest import need_service
 from tests.running import RunningManager
 
 HOST018 = Path(__file__).resolve().parents[1] / "interop" / "host018"
@@ -31,8 +32,10 @@ def need_host018() -> str:
     if node is None:
         pytest.fail("node is needed for the 0.18.7 Hub tests")
     if not (HOST018 / "node_modules" / "@scramjet" / "host").exists():
-        pytest.skip(
-            "tests/interop/host018/node_modules is missing: run `npm ci` in tests/interop/host018"
+        # `make test` installs them: a skip here, a failure in CI
+        need_service(
+            "tests/interop/host018/node_modules is missing: run `make node` "
+            "(or `npm ci` in tests/interop/host018)"
         )
     return node
 

@@ -1,4 +1,6 @@
-"""Interop tests run against SQLite; the data layer is covered on PostgreSQL elsewhere.
+"""Interop tests run against SQLite; the data layer is covered on PostgreSQL elsewhere, and
+the Hub lifecycle modules (test_hub_lifecycle.py, test_real_hub_lifecycle.py) override
+`db_kind` to run on both.
 
 `real_hubs` starts real STH 1.0.1 Hubs (`tests/interop/sth.py`) into the running manager's
 default Space and stops them, their Instances and runners after the test; `si` is `si`

@@ -6,8 +6,18 @@ import asyncio
 import json
 import time
 
+import pytest
+
 from tests.interop.peer import HubPeer
 from tests.running import RunningManager
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_kind(request: pytest.FixtureRequest) -> str:
+    """Both databases here (tests/interop/conftest.py pins SQLite): tunnels come and go and
+    their records are written on PostgreSQL too. `postgres` needs MANAGER_TEST_POSTGRES_URL."""
+    kind: str = request.param
+    return kind
 
 
 def space(manager: RunningManager, path: str) -> str:

@@ -10,11 +10,20 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.interop.packages import hello_package
 from tests.interop.sth import HubFleet, RealHub
 from tests.manager_process import ManagerProcess
 from tests.running import RunningManager, SpaceCalls
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_kind(request: pytest.FixtureRequest) -> str:
+    """Both databases here (tests/interop/conftest.py pins SQLite): tunnels come and go and
+    their records are written on PostgreSQL too. `postgres` needs MANAGER_TEST_POSTGRES_URL."""
+    kind: str = request.param
+    return kind
 
 
 async def eventually(check: Any, timeout: float, what: str) -> Any:

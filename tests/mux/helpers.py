@@ -8,15 +8,12 @@ import os
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 
-import pytest
 from hypothesis import HealthCheck, settings
 
 from manager.mux import DataReceived, Event, Mux
 from manager.mux.frames import DATA, KEEP_ALIVE
-
-CAPTURE = Path(__file__).resolve().parents[3] / "shared" / "captures" / "sth-1.0.1-session.jsonl"
+from tests.capture import CAPTURE
 
 # No example database: these tests must not write outside tests/mux, and the inputs they need
 # are cheap to rediscover.
@@ -99,8 +96,6 @@ def split_wire(stream: bytes) -> list[WireFrame]:
 
 def load_capture() -> tuple[bytes, bytes]:
     """(hub->manager, manager->hub) BPMux streams of the recorded session, HTTP heads removed."""
-    if not CAPTURE.is_file():
-        pytest.skip(f"capture fixture not found at {CAPTURE} (it lives in /work/shared)")
     streams = {"hub->manager": bytearray(), "manager->hub": bytearray()}
     for line in CAPTURE.read_text().splitlines():
         if line.strip():

@@ -1,4 +1,4 @@
-"""The recorded STH 1.0.1 session (shared/captures) through our Mux, from both ends.
+"""The recorded STH 1.0.1 session (tests/captures) through our Mux, from both ends.
 
 The replay test re-enacts each side: for every frame that side wrote, it issues the Mux command
 that should produce it, feeding the other side's frames only as far as causality requires. Our
