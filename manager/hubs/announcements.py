@@ -51,6 +51,8 @@ class TopicAnnouncements:
 
 
 class Expected:
+    """One request's wait for one announcement; `cancel` when the request ends early."""
+
     def __init__(self, owner: TopicAnnouncements, name: str, future: asyncio.Future[None]):
         self.owner = owner
         self.name = name
