@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import re
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
 import httpx
 
 from tests.conftest import free_port
+from tests.running import SpaceCalls
 
 BIN = Path(sys.executable).parent / "space-manager"
 TOKEN_LINE = re.compile(r"^\s+(ey[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+)\s*$", re.M)
@@ -114,3 +119,35 @@ class ManagerProcess:
 
     def logs(self) -> str:
         return self.log_path.read_text() if self.log_path.exists() else ""
+
+
+@dataclass
+class _World:
+    space_id: str
+
+
+class ProcessManager(SpaceCalls):
+    """A `space-manager serve` process, seen the way HubFleet sees the in-process one."""
+
+    def __init__(self, proc: ManagerProcess, client: httpx.AsyncClient, space_id: str):
+        self.proc = proc
+        self.client = client
+        self.url = proc.url
+        self.world = _World(space_id)
+
+
+@contextlib.asynccontextmanager
+async def manager_process(data_dir: Path) -> AsyncIterator[ProcessManager]:
+    """A first-started manager process with its admin client on the default Space."""
+    proc = ManagerProcess(data_dir)
+    await asyncio.to_thread(proc.start)
+    try:
+        token = proc.token()
+        assert token, proc.stdout
+        async with httpx.AsyncClient(
+            base_url=proc.url, timeout=30, headers={"Authorization": f"Bearer {token}"}
+        ) as client:
+            space = (await client.get("/api/v1/spaces")).json()[0]["id"]
+            yield ProcessManager(proc, client, space)
+    finally:
+        await asyncio.to_thread(proc.stop)

@@ -7,21 +7,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import gzip
 import io
 import json
 import shutil
 import tarfile
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from tests.interop.sth import Si
 from tests.running import RunningManager
-
-T = TypeVar("T")
 
 # A Sequence with every stream busy: first its start config and arguments on stdout, then
 # every 200 ms a line on its output (`tick n`, plain text, not JSON-serialized: the output is
@@ -103,19 +99,6 @@ async def space_get(manager: RunningManager, path: str) -> Any:
     resp = await manager.client.get(f"/api/v1/space/{manager.world.space_id}/api/v1/{path}")
     assert resp.status_code == 200, resp.text
     return resp.json()
-
-
-async def eventually(check: Callable[[], Awaitable[T | None]], what: str, timeout: float = 20) -> T:
-    """The first truthy result of `check`, polled until `timeout` s."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    last: T | None = None
-    while True:
-        last = await check()
-        if last:
-            return last
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
-        await asyncio.sleep(0.2)
 
 
 def json_lines(lines: list[str]) -> list[Any]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +12,9 @@ import httpx
 import pytest
 
 from tests.interop.packages import hello_package
-from tests.interop.sth import HubFleet, RealHub
-from tests.manager_process import ManagerProcess
-from tests.running import RunningManager, SpaceCalls
+from tests.interop.sth import HubFleet, RealHub, eventually
+from tests.manager_process import manager_process
+from tests.running import RunningManager
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -24,31 +23,6 @@ def db_kind(request: pytest.FixtureRequest) -> str:
     their records are written on PostgreSQL too. `postgres` needs MANAGER_TEST_POSTGRES_URL."""
     kind: str = request.param
     return kind
-
-
-async def eventually(check: Any, timeout: float, what: str) -> Any:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        got = await check()
-        if got:
-            return got
-        assert asyncio.get_running_loop().time() < deadline, f"not in {timeout} s: {what}"
-        await asyncio.sleep(0.2)
-
-
-@dataclass
-class _World:
-    space_id: str
-
-
-class ProcessManager(SpaceCalls):
-    """A `space-manager serve` process seen the way HubFleet sees the in-process one."""
-
-    def __init__(self, proc: ManagerProcess, client: httpx.AsyncClient, space_id: str):
-        self.proc = proc
-        self.client = client
-        self.url = proc.url
-        self.world = _World(space_id)
 
 
 async def start_hello(client: httpx.AsyncClient, hub_api: str) -> str:
@@ -65,18 +39,10 @@ async def test_manager_restart_with_three_real_hubs_running_instances(
     tmp_path: Path, monkeypatch: Any
 ):
     monkeypatch.delenv("MANAGER_DATABASE_URL", raising=False)
-    proc = ManagerProcess(tmp_path / "data")
-    await asyncio.to_thread(proc.start)
-    token = proc.token()
-    assert token
-    fleet: HubFleet | None = None
-    try:
-        async with httpx.AsyncClient(
-            base_url=proc.url, timeout=30, headers={"Authorization": f"Bearer {token}"}
-        ) as client:
-            space = (await client.get("/api/v1/spaces")).json()[0]["id"]
-            manager = ProcessManager(proc, client, space)
-            fleet = HubFleet(manager, tmp_path)
+    async with manager_process(tmp_path / "data") as manager:
+        proc, client, space = manager.proc, manager.client, manager.world.space_id
+        fleet = HubFleet(manager, tmp_path)
+        try:
             names = ["r-1", "r-2", "r-3"]
             hubs = [await fleet.start(name) for name in names]
             base = f"/api/v1/space/{space}/api/v1"
@@ -90,7 +56,7 @@ async def test_manager_restart_with_three_real_hubs_running_instances(
                     (iid, name) for name, iid in instances.items()
                 }
 
-            await eventually(listed, 10, "the three Instances in the Space list")
+            await eventually(listed, "the three Instances in the Space list", timeout=10)
             before = {h["id"]: h for h in await manager.hubs()}
 
             await asyncio.to_thread(proc.stop)
@@ -99,7 +65,7 @@ async def test_manager_restart_with_three_real_hubs_running_instances(
             for name in names:
                 await fleet.wait_listed(name, timeout=30)
             back_in = asyncio.get_running_loop().time() - t0
-            await eventually(listed, 10, "the Instances listed again after the restart")
+            await eventually(listed, "the Instances listed again after the restart", timeout=10)
             after = {h["id"]: h for h in await manager.hubs()}
             for name in names:
                 assert after[name]["info"]["created"] == before[name]["info"]["created"]
@@ -110,10 +76,8 @@ async def test_manager_restart_with_three_real_hubs_running_instances(
                     ids = [i["id"] for i in (await direct.get(f"{hub.url}/instances")).json()]
                 assert ids == [instances[hub.hub_id]]
             assert back_in < 30
-    finally:
-        if fleet is not None:
+        finally:
             await fleet.stop_all()
-        await asyncio.to_thread(proc.stop)
 
 
 async def test_a_killed_hub_is_shown_disconnected_and_comes_back_under_its_id(

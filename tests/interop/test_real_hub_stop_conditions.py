@@ -26,7 +26,7 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,8 +37,8 @@ import pytest
 from manager.hubs import keys
 from manager.services import tokens
 from manager.services.tokens import TokenService
-from tests.interop.sth import HubFleet, RealHub
-from tests.manager_process import BIN, ManagerProcess
+from tests.interop.sth import HubFleet, RealHub, eventually
+from tests.manager_process import BIN, manager_process
 from tests.running import RunningManager, SpaceCalls
 
 ATTEMPT = "Connecting to Manager"  # STH 1.0.1 logs it before every connection attempt
@@ -48,21 +48,11 @@ CLI_REVOKE_BOUND_S = 5.0  # "within a few seconds": the manager checks keys ever
 DB_UNAVAILABLE = {"error": "Database unavailable; try again shortly"}
 
 
-async def eventually(check: Callable[[], Awaitable[Any]], timeout: float, what: str) -> Any:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        got = await check()
-        if got:
-            return got
-        assert asyncio.get_running_loop().time() < deadline, f"not in {timeout} s: {what}"
-        await asyncio.sleep(0.1)
-
-
 async def in_log(hub: RealHub, text: str, timeout: float = 15) -> None:
     async def seen() -> bool:
         return text in hub.log()
 
-    await eventually(seen, timeout, f"{text!r} in the log of {hub.hub_id or 'the Hub'}")
+    await eventually(seen, f"{text!r} in the log of {hub.hub_id or 'the Hub'}", timeout=timeout)
 
 
 async def assert_no_more_attempts(*hubs: RealHub) -> None:
@@ -140,37 +130,6 @@ async def test_a_real_hub_over_the_hub_limit_gets_limit_exceeded_and_stops(
 
 
 # -- a key revoked with the CLI -------------------------------------------------------------
-
-
-@dataclass
-class _World:
-    space_id: str
-
-
-class ProcessManager(SpaceCalls):
-    """A `space-manager serve` process, seen the way HubFleet sees the in-process one."""
-
-    def __init__(self, proc: ManagerProcess, client: httpx.AsyncClient, space_id: str):
-        self.proc = proc
-        self.client = client
-        self.url = proc.url
-        self.world = _World(space_id)
-
-
-@contextlib.asynccontextmanager
-async def manager_process(data_dir: Path) -> AsyncIterator[ProcessManager]:
-    proc = ManagerProcess(data_dir)
-    await asyncio.to_thread(proc.start)
-    try:
-        token = proc.token()
-        assert token, proc.stdout
-        async with httpx.AsyncClient(
-            base_url=proc.url, timeout=30, headers={"Authorization": f"Bearer {token}"}
-        ) as client:
-            space = (await client.get("/api/v1/spaces")).json()[0]["id"]
-            yield ProcessManager(proc, client, space)
-    finally:
-        await asyncio.to_thread(proc.stop)
 
 
 async def cli(data_dir: Path, *args: str) -> str:
@@ -321,7 +280,7 @@ async def test_a_real_hub_gets_429_for_a_minute_retries_and_then_joins(
     async def refused_twice() -> bool:
         return gate.refused.get("failed_proofs", 0) >= 2
 
-    await eventually(refused_twice, 10, "two refused attempts of the real Hub")
+    await eventually(refused_twice, "two refused attempts of the real Hub", timeout=10)
     assert hub.log().count(ATTEMPT) >= 2  # it retries after a 429 ...
     assert await manager.hubs() == []  # ... and is kept out
 
@@ -331,7 +290,7 @@ async def test_a_real_hub_gets_429_for_a_minute_retries_and_then_joins(
     async def refused_again() -> bool:
         return gate.refused["failed_proofs"] > refused
 
-    await eventually(refused_again, 10, "another 429 at 59 s")
+    await eventually(refused_again, "another 429 at 59 s", timeout=10)
     assert await manager.hubs() == []  # still inside the minute
 
     clock.now += 1.0  # the minute is over: the next retry gets in

@@ -23,14 +23,13 @@ from pathlib import Path
 from typing import Any
 
 from tests.interop.real_si import (
-    eventually,
     json_lines,
     space_get,
     terminal,
     write_echo_dir,
     write_echo_package,
 )
-from tests.interop.sth import HubFleet, Si
+from tests.interop.sth import HubFleet, Si, eventually
 from tests.running import RunningManager
 
 

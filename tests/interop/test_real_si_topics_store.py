@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from tests.interop.packages import write_hello_package
-from tests.interop.real_si import eventually, space_get, terminal
-from tests.interop.sth import HubFleet, Si
+from tests.interop.real_si import space_get, terminal
+from tests.interop.sth import HubFleet, Si, eventually
 from tests.running import RunningManager
 
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
