@@ -133,3 +133,60 @@ def test_event_loop_choice():
             event_loop_factory("uvloop")
     else:
         assert event_loop_factory("auto") is uvloop.new_event_loop
+
+
+def test_plan_commands_as_the_readme_shows_them(tmp_path: Path, monkeypatch):
+    """README "Plans and limits": the commands, their JSON, and the limits they set."""
+    monkeypatch.delenv("MANAGER_DATABASE_URL", raising=False)
+    data = tmp_path / "data"
+    runner = CliRunner()
+    _invoke(runner, data, "db", "upgrade")
+    org_id = _invoke(runner, data, "org", "create", "acme").strip()
+    space_id = _invoke(runner, data, "space", "create", "--org", org_id).strip()
+
+    solo = json.loads(
+        _invoke(runner, data, "plan", "create", "solo", "--hubs", "1", "--spaces", "2",
+                "--rate", "20", "--burst", "40")
+    )  # fmt: skip
+    assert solo == {
+        "name": "solo",
+        "hubsPerSpace": 1,
+        "spacesPerOrg": 2,
+        "storeBytesPerSpace": None,
+        "requestsPerSecond": 20,
+        "burst": 40,
+    }
+    assert _invoke(runner, data, "org", "set-plan", org_id, "solo").strip() == (
+        f"{org_id} is on plan solo"
+    )
+    changed = json.loads(_invoke(runner, data, "plan", "set", "solo", "--hubs", "2"))
+    assert changed == {**solo, "hubsPerSpace": 2}
+    own = json.loads(
+        _invoke(runner, data, "space", "set-limit", "--space", space_id, "--hubs", "3")
+    )
+    assert own["hubsPerSpace"] == {"limit": 3, "source": "space"}
+    back = json.loads(
+        _invoke(runner, data, "space", "set-limit", "--space", space_id, "--hubs", "plan")
+    )
+    assert back["hubsPerSpace"] == {"limit": 2, "source": "plan"}
+    listed = [json.loads(x) for x in _invoke(runner, data, "plan", "list").splitlines()]
+    assert [p["name"] for p in listed] == ["default", "solo"]
+    assert listed[0]["hubsPerSpace"] is None  # the built-in default: unlimited
+
+    # The plan allows 2 Spaces: the second is made, the third refused, naming plan and limit.
+    _invoke(runner, data, "space", "create", "--org", org_id)
+    third = runner.invoke(cli, ["--data-dir", str(data), "space", "create", "--org", org_id])
+    assert third.exit_code == 1
+    assert "spacesPerOrg 2 of plan 'solo'" in third.output
+    assert len(_invoke(runner, data, "space", "list").splitlines()) == 2
+
+    for args, text in [
+        (["plan", "set", "solo", "--hubs", "lots"], "hubsPerSpace must be a whole number"),
+        (["plan", "set", "solo", "--rate", "0"], "requestsPerSecond must be between 1"),
+        (["plan", "set", "solo"], "give at least one limit"),
+        (["plan", "create", "solo"], "Plan solo already exists"),
+        (["org", "set-plan", org_id, "gold"], "Plan gold not found"),
+        (["space", "set-limit", "--space", "nope", "--hubs", "1"], "Space nope not found"),
+    ]:
+        result = runner.invoke(cli, ["--data-dir", str(data), *args])
+        assert result.exit_code != 0 and text in result.output, (args, result.output)

@@ -1,4 +1,5 @@
-"""Operator commands that work straight on the database: orgs, Spaces, tokens, access keys.
+"""Operator commands that work straight on the database: orgs, Spaces, tokens, access keys,
+plans and limits.
 
 Thin: each command opens one transaction and calls the same services the API uses.
 """
@@ -17,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from manager.config import Settings
 from manager.db import repo
 from manager.db.engine import describe_error
+from manager.services import plans as plan_service
 from manager.services import spaces as space_service
 from manager.services.context import Services
 from manager.services.errors import ServiceError
@@ -63,6 +65,19 @@ def org_create(ctx: click.Context, name: str) -> None:
     click.echo(made.id)
 
 
+@org.command("set-plan")
+@click.argument("org_id")
+@click.argument("plan")
+@click.pass_context
+def org_set_plan(ctx: click.Context, org_id: str, plan: str) -> None:
+    """Put an organization on a plan (`default` for the built-in one).
+
+    A running manager applies it within a few seconds; lowering a limit refuses what would
+    go over it from then on, it never drops connected Hubs or stored packages."""
+    made = run_db(settings_of(ctx), lambda _svc, s: plan_service.set_org_plan(s, org_id, plan))
+    click.echo(f"{org_id} is on plan {made.name}")
+
+
 @click.group("space")
 def space() -> None:
     """Spaces."""
@@ -85,6 +100,104 @@ def space_list(ctx: click.Context) -> None:
 
     async def work(_svc: Services, s: AsyncSession) -> list[dict[str, object]]:
         return [{"id": r.id, "orgId": r.org_id, "name": r.name} for r in await repo.list_spaces(s)]
+
+    for row in run_db(settings_of(ctx), work):
+        click.echo(json.dumps(row))
+
+
+@space.command("set-limit")
+@click.option("--space", "space_id", required=True, help="Space id.")
+@click.option("--hubs", default=None, help="Hubs connected at once: N, unlimited or plan.")
+@click.option("--store-bytes", default=None, help="Store bytes: N, unlimited or plan.")
+@click.pass_context
+def space_set_limit(
+    ctx: click.Context, space_id: str, hubs: str | None, store_bytes: str | None
+) -> None:
+    """Give one Space its own Hub or store limit instead of its plan's (`plan`: back to the
+    plan's). Prints the Space's limits as JSON."""
+    given = {plan_service.HUBS: hubs, plan_service.STORE: store_bytes}
+    raw = {k: v for k, v in given.items() if v is not None}
+    if not raw:
+        raise click.UsageError("give --hubs and/or --store-bytes")
+
+    async def work(_svc: Services, s: AsyncSession) -> dict[str, object]:
+        values = plan_service.parse_values(raw, plan_service.SPACE_LIMITS, space=True, text=True)
+        return await plan_service.set_space_limits(s, space_id, values)
+
+    click.echo(json.dumps(run_db(settings_of(ctx), work)))
+
+
+@click.group("plan")
+def plan() -> None:
+    """Plans: named sets of limits an organization is put on (values: N or unlimited)."""
+
+
+def limit_options(command: Callable[..., None]) -> Callable[..., None]:
+    for name, help_text in reversed(PLAN_OPTIONS):
+        command = click.option(f"--{name}", default=None, help=help_text)(command)
+    return command
+
+
+PLAN_OPTIONS = (
+    ("hubs", "Hubs connected at once per Space."),
+    ("spaces", "Spaces per organization."),
+    ("store-bytes", "Sequence store bytes per Space."),
+    ("rate", "Proxied requests per second per API token."),
+    ("burst", "Requests a token may make at once above its rate (default: the rate)."),
+)
+OPTION_LIMITS = {
+    "hubs": plan_service.HUBS,
+    "spaces": plan_service.SPACES,
+    "store_bytes": plan_service.STORE,
+    "rate": plan_service.RATE,
+    "burst": plan_service.BURST,
+}
+
+
+def plan_values(options: dict[str, str | None]) -> dict[str, object]:
+    return {OPTION_LIMITS[k]: v for k, v in options.items() if v is not None}
+
+
+@plan.command("create")
+@click.argument("name")
+@limit_options
+@click.pass_context
+def plan_create(ctx: click.Context, /, name: str, **options: str | None) -> None:
+    """Create a plan; limits not given are unlimited. Prints it as JSON."""
+
+    async def work(_svc: Services, s: AsyncSession) -> dict[str, object]:
+        values = plan_service.parse_values(
+            plan_values(options), tuple(plan_service.COLUMNS), text=True
+        )
+        return (await plan_service.create_plan(s, name, values)).as_json()
+
+    click.echo(json.dumps(run_db(settings_of(ctx), work)))
+
+
+@plan.command("set")
+@click.argument("name")
+@limit_options
+@click.pass_context
+def plan_set(ctx: click.Context, /, name: str, **options: str | None) -> None:
+    """Change the limits given, keep the others. Prints the plan as JSON."""
+    raw = plan_values(options)
+    if not raw:
+        raise click.UsageError("give at least one limit to change")
+
+    async def work(_svc: Services, s: AsyncSession) -> dict[str, object]:
+        values = plan_service.parse_values(raw, tuple(plan_service.COLUMNS), text=True)
+        return (await plan_service.update_plan(s, name, values)).as_json()
+
+    click.echo(json.dumps(run_db(settings_of(ctx), work)))
+
+
+@plan.command("list")
+@click.pass_context
+def plan_list(ctx: click.Context) -> None:
+    """Every plan as JSON lines (null: unlimited)."""
+
+    async def work(_svc: Services, s: AsyncSession) -> list[dict[str, object]]:
+        return [p.as_json() for p in await plan_service.list_plans(s)]
 
     for row in run_db(settings_of(ctx), work):
         click.echo(json.dumps(row))

@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from manager import __version__
-from manager.cli.admin import access_key, org, run_db, space, token
+from manager.cli.admin import access_key, org, plan, run_db, space, token
 from manager.cli.connect import connect
 from manager.cli.secret import secret
 from manager.config import Settings
@@ -153,5 +153,6 @@ cli.add_command(org)
 cli.add_command(space)
 cli.add_command(token)
 cli.add_command(access_key)
+cli.add_command(plan)
 cli.add_command(secret)
 cli.add_command(connect)

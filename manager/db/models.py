@@ -163,3 +163,45 @@ class VerifiedProof(Base):
         ForeignKey("access_keys.id", ondelete="CASCADE"), index=True
     )
     created_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class Plan(Base):
+    """A named set of limits (space-api has none; see manager.services.plans). NULL is
+    unlimited, so the built-in `default` row, all NULLs, is today's behaviour."""
+
+    __tablename__ = "plans"
+
+    name: Mapped[str] = mapped_column(String(80), primary_key=True)
+    hubs_per_space: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    spaces_per_org: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    store_bytes_per_space: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    requests_per_second: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    burst: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class OrgPlan(Base):
+    """Which plan an organization is on; an organization without a row is on `default`."""
+
+    __tablename__ = "org_plans"
+
+    org_id: Mapped[str] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE"), primary_key=True
+    )
+    plan_name: Mapped[str] = mapped_column(ForeignKey("plans.name"), index=True)
+    set_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class SpaceLimit(Base):
+    """A Space's own value for one of its plan's per-Space limits (NULL: unlimited).
+
+    One row per overridden limit, so "no row" (use the plan's) and "unlimited" differ."""
+
+    __tablename__ = "space_limits"
+
+    space_id: Mapped[str] = mapped_column(
+        ForeignKey("spaces.id", ondelete="CASCADE"), primary_key=True
+    )
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    value: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    set_ms: Mapped[int] = mapped_column(BigInteger)

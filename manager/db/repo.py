@@ -18,7 +18,11 @@ from manager.db.models import (
     AuditEvent,
     Hub,
     Organization,
+    OrgPlan,
+    Plan,
     Space,
+    SpaceLimit,
+    StoredSequence,
     VerifiedProof,
 )
 
@@ -44,8 +48,92 @@ async def list_spaces(s: AsyncSession, org_id: str | None = None) -> Sequence[Sp
     return (await s.scalars(q)).all()
 
 
-async def count_spaces(s: AsyncSession) -> int:
-    return int(await s.scalar(select(func.count()).select_from(Space)) or 0)
+async def count_spaces(s: AsyncSession, org_id: str | None = None) -> int:
+    q = select(func.count()).select_from(Space)
+    if org_id is not None:
+        q = q.where(Space.org_id == org_id)
+    return int(await s.scalar(q) or 0)
+
+
+async def lock_org(s: AsyncSession, org_id: str) -> Organization | None:
+    """The org row, locked to the transaction on PostgreSQL (SQLite serialises writers)."""
+    return await s.scalar(select(Organization).where(Organization.id == org_id).with_for_update())
+
+
+async def lock_space(s: AsyncSession, space_id: str) -> Space | None:
+    return await s.scalar(select(Space).where(Space.id == space_id).with_for_update())
+
+
+# plans
+
+
+async def get_plan(s: AsyncSession, name: str) -> Plan | None:
+    return await s.get(Plan, name)
+
+
+async def list_plans(s: AsyncSession) -> Sequence[Plan]:
+    return (await s.scalars(select(Plan).order_by(Plan.created_ms, Plan.name))).all()
+
+
+async def org_plan_name(s: AsyncSession, org_id: str) -> str | None:
+    return await s.scalar(select(OrgPlan.plan_name).where(OrgPlan.org_id == org_id))
+
+
+async def all_org_plans(s: AsyncSession) -> dict[str, str]:
+    rows = await s.execute(select(OrgPlan.org_id, OrgPlan.plan_name))
+    return {org_id: name for org_id, name in rows.all()}
+
+
+async def set_org_plan(s: AsyncSession, org_id: str, plan_name: str, at_ms: int) -> None:
+    row = await s.get(OrgPlan, org_id)
+    if row is None:
+        s.add(OrgPlan(org_id=org_id, plan_name=plan_name, set_ms=at_ms))
+    else:
+        row.plan_name, row.set_ms = plan_name, at_ms
+    await s.flush()
+
+
+async def space_overrides(s: AsyncSession, space_id: str) -> dict[str, int | None]:
+    rows = await s.execute(
+        select(SpaceLimit.name, SpaceLimit.value).where(SpaceLimit.space_id == space_id)
+    )
+    return {name: value for name, value in rows.all()}
+
+
+async def all_space_overrides(s: AsyncSession) -> dict[str, dict[str, int | None]]:
+    out: dict[str, dict[str, int | None]] = {}
+    for space_id, name, value in (
+        await s.execute(select(SpaceLimit.space_id, SpaceLimit.name, SpaceLimit.value))
+    ).all():
+        out.setdefault(space_id, {})[name] = value
+    return out
+
+
+async def set_space_override(
+    s: AsyncSession, space_id: str, name: str, value: int | None, at_ms: int
+) -> None:
+    row = await s.get(SpaceLimit, (space_id, name))
+    if row is None:
+        s.add(SpaceLimit(space_id=space_id, name=name, value=value, set_ms=at_ms))
+    else:
+        row.value, row.set_ms = value, at_ms
+    await s.flush()
+
+
+async def drop_space_override(s: AsyncSession, space_id: str, name: str) -> None:
+    await s.execute(
+        delete(SpaceLimit).where(SpaceLimit.space_id == space_id, SpaceLimit.name == name)
+    )
+
+
+async def store_bytes_used(s: AsyncSession, space_id: str, except_seq: str | None = None) -> int:
+    """Bytes of the Space's stored packages, leaving out one that an upload replaces."""
+    q = select(func.coalesce(func.sum(StoredSequence.size), 0)).where(
+        StoredSequence.space_id == space_id
+    )
+    if except_seq is not None:
+        q = q.where(StoredSequence.seq_id != except_seq)
+    return int(await s.scalar(q) or 0)
 
 
 # tokens
@@ -76,6 +164,11 @@ async def access_key_by_created(
 ) -> AccessKey | None:
     q = select(AccessKey).where(AccessKey.space_id == space_id, AccessKey.created_ms == created_ms)
     return await s.scalar(q)
+
+
+async def count_live_access_keys(s: AsyncSession, space_id: str) -> int:
+    q = select(func.count()).where(AccessKey.space_id == space_id, AccessKey.revoked_ms.is_(None))
+    return int(await s.scalar(q) or 0)
 
 
 async def latest_access_key_created(s: AsyncSession, space_id: str) -> int:

@@ -28,7 +28,9 @@ from manager.hubs.registry import HubRegistry, LiveHub
 from manager.hubs.state import ID_DROP, LIMIT_EXCEEDED, LOAD, STH_ID, TOPIC
 from manager.hubs.store import HubStore
 from manager.services.common import MAX_DESCRIPTION, org_id_of
+from manager.services.plans import DEFAULT_PLAN, HUBS, Limit
 from manager.services.principal import Principal
+from manager.services.quotas import Quotas
 from manager.tunnel.channel import Channel
 from manager.tunnel.connect import Admission, ConnectRequest
 from manager.tunnel.errors import TunnelError
@@ -96,6 +98,7 @@ class HubGate:
         self.tunnels_by_source: dict[str, int] = {}
         self.refused: dict[str, int] = {}
         self.app: ASGIApp | None = None
+        self.quotas: Quotas | None = None  # the plans' Hub limits (Services.build sets it)
 
     # admission
 
@@ -221,7 +224,6 @@ class HubGate:
                 await link.release()
 
     async def _claim_id(self, hello: HubHello, link: TunnelLink) -> str | None:
-        limit = self.settings.hub_limit
         requested = hello.requested_id
         if requested and not _HUB_ID.match(requested):
             requested = ""
@@ -238,14 +240,36 @@ class HubGate:
                     return None
                 await existing.link.close("replaced by a new connection")
                 self.registry.detach(existing)
-        if limit and self.registry.count(hello.space_id) >= limit:
-            log.warning("space %s: Hub limit %d reached", hello.space_id, limit)
+        limit = await self._hub_limit(hello.space_id)
+        hub_id = requested
+        if not hub_id:
+            live = {h.hub_id for h in self.registry.in_space(hello.space_id)}
+            hub_id = await self.store.new_hub_id(hello.space_id, live)
+        # No await from this count to the caller's registry.attach: two Hubs admitted at
+        # once cannot both take the last place.
+        connected = self.registry.count(hello.space_id)
+        if not limit.allows(connected):
+            log.warning(
+                "space %s: %d Hubs connected, the limit (%s); refusing %s",
+                hello.space_id,
+                connected,
+                limit.describe(),
+                hub_id,
+            )
+            if self.quotas is not None:
+                self.quotas.hub_refused(hello.space_id, hub_id, limit, hello.source)
             await _stop_newcomer(link, LIMIT_EXCEEDED, "hub limit reached")
             return None
-        if requested:
-            return requested
-        live = {h.hub_id for h in self.registry.in_space(hello.space_id)}
-        return await self.store.new_hub_id(hello.space_id, live)
+        return hub_id
+
+    async def _hub_limit(self, space_id: str) -> Limit:
+        """The Space's Hub limit: its plan's (or its own), under MANAGER_HUB_LIMIT. Read from
+        the plans in memory; only the first admission after a start waits for SQL."""
+        if self.quotas is None:
+            limit = Limit(HUBS, None, DEFAULT_PLAN, "plan")
+        else:
+            limit = (await self.quotas.current()).space_limit(space_id, HUBS)
+        return limit.under_ceiling(self.settings.hub_limit, "MANAGER_HUB_LIMIT")
 
     async def _read_control(self, hub: LiveHub, control: ControlStream, s: TunnelSession) -> str:
         decoder = ControlDecoder()

@@ -1,9 +1,9 @@
 """Audit records (space-api.md §3.5.6) written to SQL as things happen.
 
 Codes 14000/14001 are the platform's Hub connected/disconnected; 14002 (Hub record
-deleted), the access-key codes (15000 created, 15001 revoked) and 15100 for a proxied
-operation are ours, documented in the README, because the original platform publishes
-none for them.
+deleted), 14003 (Hub refused with LIMIT_EXCEEDED), the access-key codes (15000 created,
+15001 revoked) and 15100 for a proxied operation are ours, documented in the README,
+because the original platform publishes none for them.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ HUB_DISCONNECTED = 14001
 KEY_CREATED = 15000
 KEY_REVOKED = 15001
 HUB_DELETED = 14002
+HUB_LIMIT_EXCEEDED = 14003  # a Hub refused: its Space has as many as its plan allows
 PROXIED_OPERATION = 15100
 
 

@@ -15,6 +15,7 @@ from manager.hubs.store import HubStore
 from manager.hubs.supervisor import HubSupervisor
 from manager.services.access_keys import AccessKeyService
 from manager.services.audit_stream import AuditWriter
+from manager.services.quotas import Quotas
 from manager.services.server_secret import load_or_create_secret
 from manager.services.space_view import HubListing
 from manager.services.store import SequenceStore
@@ -39,6 +40,7 @@ class Services:
     store_packages: SequenceStore
     topics: TopicBoard
     router: TopicRouter
+    quotas: Quotas
     listing: HubListing = field(default_factory=HubListing)
     started: float = field(default_factory=time.monotonic)
 
@@ -53,6 +55,10 @@ class Services:
         keys = AccessKeyService(secret)
         supervisor = HubSupervisor(registry, store, load_flush_s=settings.load_flush_s)
         keys.on_revoked = supervisor.on_keys_revoked
+        gate = HubGate(settings, registry, store, secret)
+        audit = AuditWriter(sessions)
+        gate.quotas = quotas = Quotas(sessions)
+        quotas.audit = audit
         return cls(
             settings=settings,
             engine=engine,
@@ -63,14 +69,16 @@ class Services:
             registry=registry,
             store=store,
             supervisor=supervisor,
-            gate=HubGate(settings, registry, store, secret),
-            audit=AuditWriter(sessions),
+            gate=gate,
+            audit=audit,
             store_packages=SequenceStore(
-                sessions, settings.data_dir / "store", settings.store_max_bytes
+                sessions, settings.data_dir / "store", settings.store_max_bytes, quotas.refused
             ),
             topics=board,
             router=TopicRouter(registry, board),
+            quotas=quotas,
         )
 
     async def aclose(self) -> None:
+        await self.quotas.aclose()
         await self.engine.dispose()

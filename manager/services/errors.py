@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class ServiceError(Exception):
     status = 400
@@ -9,6 +11,8 @@ class ServiceError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+        # Extra members of the JSON error body besides `error` (e.g. which plan and limit).
+        self.details: dict[str, Any] = {}
 
 
 class Invalid(ServiceError):
@@ -44,3 +48,13 @@ class Unavailable(ServiceError):
 
 class Unprocessable(ServiceError):
     status = 422
+
+
+class LimitExceeded(ServiceError):
+    """Over a limit of the caller's plan: 409 for Spaces, 413 for the store. The body names
+    the plan and the limit, so a user knows what to ask their platform admin for."""
+
+    def __init__(self, message: str, status: int, **details: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.details = details

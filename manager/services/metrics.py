@@ -1,8 +1,9 @@
 """Operator-facing counters in the Prometheus text format.
 
 What an operator of thousands of tunnels asks first: how many Hubs are live, how much the
-key proofs cost (scrypt runs vs cache hits), what got refused and why, and whether the
-process leaks (tasks, open files, memory). Read from live objects; nothing is stored.
+key proofs cost (scrypt runs vs cache hits), what got refused and why (tunnels by reason,
+anything over a plan's limit by limit), and whether the process leaks (tasks, open files,
+memory). Read from live objects; nothing is stored.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from manager.services import plans
 from manager.services.context import Services
 
 
@@ -70,6 +72,17 @@ def collect(svc: Services) -> list[Sample]:
             (("reason", reason),),
         )
         for reason, count in sorted(gate.refused.items())
+    ]
+    samples += [
+        Sample(
+            "manager_limit_refusals_total",
+            "counter",
+            "Refused for being over a plan's limit (or a global ceiling), by limit",
+            svc.quotas.refusals.get(limit, 0),
+            (("limit", limit),),
+        )
+        for limit in plans.COLUMNS
+        if limit != plans.BURST  # a request over its burst is counted as requestsPerSecond
     ]
     samples += [
         Sample("manager_asyncio_tasks", "gauge", "Tasks on the event loop", _tasks()),

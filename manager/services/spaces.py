@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from manager.db import repo
 from manager.db.models import Organization, Space
+from manager.services import plans
 from manager.services.common import new_org_id, now_ms, space_id_for
 from manager.services.errors import Conflict, Forbidden, Invalid, NotFound
 from manager.services.principal import Principal
@@ -38,8 +39,10 @@ async def create_org(s: AsyncSession, name: str, org_id: str | None = None) -> O
 async def create_space(
     s: AsyncSession, org_id: str, name: str = "", suffix: str | None = None
 ) -> Space:
-    if await repo.get_org(s, org_id) is None:
+    """A new Space, if the organization's plan has room for it (else 409 naming both)."""
+    if await repo.lock_org(s, org_id) is None:
         raise NotFound(f"Organization {org_id} not found")
+    await plans.check_room_for_space(s, org_id)
     existing = await repo.list_spaces(s, org_id)
     tail = suffix or ("manager" if not existing else f"{uuid.uuid4().hex[:12]}manager")
     if "-" in tail or not tail.isalnum():

@@ -1,6 +1,10 @@
 """The Space's Sequence store (space-api.md S14–S17): packages on disk under the data dir,
 their metadata in SQL. Uploads are streamed to a temporary file (never held in memory),
-capped in size, and accepted only if they are a gzip tar with a package.json."""
+capped in size, and accepted only if they are a gzip tar with a package.json.
+
+Two caps apply: MANAGER_STORE_MAX_BYTES to each package, and the plan's store bytes per
+Space to the Space's total. The quota is checked in the transaction that records the
+package, before the file takes its final name, so a refused upload changes nothing."""
 
 from __future__ import annotations
 
@@ -12,16 +16,18 @@ import os
 import re
 import tarfile
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from manager.db import repo
 from manager.db.models import StoredSequence
+from manager.services import plans
 from manager.services.common import now_ms
-from manager.services.errors import Invalid, NotFound, TooLarge, Unprocessable
+from manager.services.errors import Invalid, LimitExceeded, NotFound, TooLarge, Unprocessable
 
 _SEQ_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@+-]{0,199}$")
 MAX_MANIFEST = 1024 * 1024
@@ -77,10 +83,17 @@ def sequence_config(seq_id: str, manifest: dict[str, Any], size: int) -> dict[st
 
 
 class SequenceStore:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], root: Path, max_bytes: int):
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        root: Path,
+        max_bytes: int,
+        on_refused: Callable[[str], None] | None = None,
+    ):
         self.sessions = sessions
         self.root = root
         self.max_bytes = max_bytes
+        self.on_refused = on_refused  # counts quota refusals for the metrics
 
     async def put(
         self, space_id: str, seq_id: str | None, chunks: AsyncIterator[bytes]
@@ -92,26 +105,45 @@ class SequenceStore:
         folder.mkdir(parents=True, exist_ok=True)
         tmp = folder / f".upload-{uuid.uuid4().hex}"
         try:
-            size, digest = await self._receive(tmp, chunks)
+            async with self.sessions() as s:  # to stop a far too large upload early
+                quota, used = await plans.store_room(s, space_id, seq_id)
+            size, digest = await self._receive(tmp, chunks, quota, used, space_id)
             if size == 0:
                 raise Unprocessable("The package is empty")
             manifest = await asyncio.to_thread(read_manifest, tmp)
             config = sequence_config(seq_id, manifest, size)
             final = folder / f"{seq_id}.tar.gz"
+            async with self.sessions() as s, s.begin():
+                await repo.lock_space(s, space_id)  # concurrent uploads to a Space take turns
+                quota, used = await plans.store_room(s, space_id, seq_id)
+                if not quota.allows(used, size):
+                    raise self._refused(quota, space_id, used, size)
+                row = await self._row(s, space_id, seq_id)
+                if row is None:
+                    row = StoredSequence(space_id=space_id, seq_id=seq_id, created_ms=now_ms())
+                    s.add(row)
+                row.name, row.version, row.config = config["name"], config["version"], config
+                row.size, row.sha256, row.path = size, digest, str(final)
+            # After the commit: a refused or failed write leaves the stored package as it was.
             os.replace(tmp, final)
         finally:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
-        async with self.sessions() as s, s.begin():
-            row = await self._row(s, space_id, seq_id)
-            if row is None:
-                row = StoredSequence(space_id=space_id, seq_id=seq_id, created_ms=now_ms())
-                s.add(row)
-            row.name, row.version, row.config = config["name"], config["version"], config
-            row.size, row.sha256, row.path = size, digest, str(final)
         return config
 
-    async def _receive(self, tmp: Path, chunks: AsyncIterator[bytes]) -> tuple[int, str]:
+    def _refused(self, quota: plans.Limit, space_id: str, used: int, size: int) -> LimitExceeded:
+        if self.on_refused is not None:
+            self.on_refused(plans.STORE)
+        return plans.store_refusal(quota, space_id, used, size)
+
+    async def _receive(
+        self,
+        tmp: Path,
+        chunks: AsyncIterator[bytes],
+        quota: plans.Limit,
+        used: int,
+        space_id: str,
+    ) -> tuple[int, str]:
         size = 0
         digest = hashlib.sha256()
         with tmp.open("wb") as out:
@@ -119,6 +151,8 @@ class SequenceStore:
                 size += len(chunk)
                 if size > self.max_bytes:
                     raise TooLarge(f"Package larger than the store limit of {self.max_bytes} bytes")
+                if not quota.allows(used, size):
+                    raise self._refused(quota, space_id, used, size)
                 digest.update(chunk)
                 await asyncio.to_thread(out.write, chunk)
         return size, digest.hexdigest()

@@ -15,6 +15,7 @@ from manager.services.context import Services
 from manager.web import openapi, platform_routes, space_routes, tunnel_routes
 from manager.web.auth import AuthMiddleware
 from manager.web.errors import HANDLERS
+from manager.web.rate_limit import RateLimitMiddleware
 
 
 async def root(_request: Request) -> Response:
@@ -47,7 +48,10 @@ def create_app(svc: Services, *, own_services: bool = False) -> Starlette:
             *space_routes.routes,
             *tunnel_routes.routes,
         ],
-        middleware=[Middleware(AuthMiddleware, tokens=svc.tokens)],
+        middleware=[
+            Middleware(AuthMiddleware, tokens=svc.tokens),
+            Middleware(RateLimitMiddleware, quotas=svc.quotas),
+        ],
         exception_handlers=HANDLERS,
         lifespan=lifespan,
     )

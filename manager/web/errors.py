@@ -37,7 +37,7 @@ def error_response(
 
 async def service_error(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ServiceError)
-    return error_response(exc.status, exc.message)
+    return error_response(exc.status, exc.message, **exc.details)
 
 
 async def http_error(request: Request, exc: Exception) -> Response:

@@ -22,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from manager import __version__
+from manager.services import plans
 from manager.services.common import MAX_DESCRIPTION
 
 JSON = dict[str, Any]
@@ -177,6 +178,11 @@ def _json_body(schema: JSON, description: str) -> JSON:
     }
 
 
+def _required_json(schema: JSON) -> JSON:
+    """A JSON body the operation cannot do without (an empty body or `null` is a 400)."""
+    return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+
 def _proxy(method: str, with_path: bool) -> JSON:
     params = [SPACE_PARAM, HUB_PARAM]
     if with_path:
@@ -196,7 +202,10 @@ def _proxy(method: str, with_path: bool) -> JSON:
         {
             "400": _error("Path segments `.`, `..` or encoded `/` are refused"),
             "404": _error("No such Space or Hub"),
-            "429": _error("Too many requests in flight to this Hub"),
+            "429": _error(
+                "Too many requests in flight to this Hub, or the token is over its plan's "
+                "`requestsPerSecond` (then with `Retry-After` and the plan named)"
+            ),
             "502": _error("The Hub's answer was broken or the Hub went away"),
             "503": _error("The Hub is known but not connected, or busy"),
             "504": _error("The Hub did not open a channel in time"),
@@ -232,6 +241,35 @@ def _schemas() -> JSON:
         ),
         "SpaceSummary": _object(
             ["id", "name", "orgId"], {"id": _string(), "name": _string(), "orgId": _string()}
+        ),
+        "Plan": _object(
+            ["name", *plans.COLUMNS],
+            {
+                "name": _string(pattern=plans.NAME_PATTERN),
+                **{k: _limit_value(k, nullable=True) for k in plans.COLUMNS},
+            },
+            description="A plan's limits; null is unlimited",
+        ),
+        "Limit": _object(
+            ["limit", "source"],
+            {
+                "limit": {"type": ["integer", "null"]},
+                "used": {"type": "integer"},
+                "source": _string(
+                    description="`plan`, `space` (the Space's own value), `fixed`, or the "
+                    "global setting that is tighter (`MANAGER_HUB_LIMIT`)"
+                ),
+            },
+        ),
+        "LimitError": _object(
+            ["error", "plan", "limit", "max"],
+            {
+                "error": _string(),
+                "plan": _string(),
+                "limit": _string(enum=list(plans.COLUMNS)),
+                "max": {"type": ["integer", "null"]},
+                "used": {"type": "integer"},
+            },
         ),
         "AccessKey": _object(
             ["created", "description"],
@@ -335,6 +373,132 @@ def _schemas() -> JSON:
     }
 
 
+def _limit_value(name: str, *, nullable: bool = False, space: bool = False) -> JSON:
+    words = ["unlimited", "plan"] if space else ["unlimited"]
+    number = {"type": "integer", "minimum": plans.LEAST.get(name, 0), "maximum": plans.MOST[name]}
+    options: list[JSON] = [number, _string(enum=words)]
+    if nullable:
+        options.append({"type": "null"})
+    return {"oneOf": options}
+
+
+LIMIT_REFUSED = _json(_ref("LimitError"), "Over a limit of the organization's plan")
+ADMINS = "Platform admins only (others get 403). "
+
+
+def _plan_paths() -> JSON:
+    """The platform admin's plans and limits (README "Plans and limits")."""
+    limits = {k: _limit_value(k, nullable=True) for k in plans.COLUMNS}
+    plan_body: JSON = {"type": "object", "additionalProperties": False, "properties": limits}
+    space_limits = _object(
+        ["spaceId", "plan", *plans.SPACE_LIMITS],
+        {"spaceId": _string(), "plan": _string(), **{k: _ref("Limit") for k in plans.SPACE_LIMITS}},
+    )
+    name_param = {
+        "name": "name",
+        "in": "path",
+        "required": True,
+        "description": "Plan name",
+        "schema": _string(pattern=plans.NAME_PATTERN),
+    }
+    org_param = {
+        "name": "org",
+        "in": "path",
+        "required": True,
+        "description": "Organization id, `org-<uuid>`",
+        "schema": _string(pattern=r"^[^/]+$", maxLength=80),
+    }
+    return {
+        "/api/v1/plans": {
+            "get": _op(
+                "list_plans",
+                ADMINS + "Every plan, `default` (built in, unlimited) first",
+                {"200": _json(_object(["plans"], {"plans": _array(_ref("Plan"))}), "Plans")},
+                tag="plans",
+            ),
+            "post": _op(
+                "create_plan",
+                ADMINS + "Create a plan; limits left out are unlimited",
+                {
+                    "201": _json(_ref("Plan"), "The new plan"),
+                    "400": BAD_JSON,
+                    "409": _error("A plan of that name exists"),
+                    "413": TOO_LARGE,
+                },
+                tag="plans",
+                body=_required_json(
+                    {
+                        **plan_body,
+                        "required": ["name"],
+                        "properties": {
+                            "name": _string(pattern=plans.NAME_PATTERN),
+                            **limits,
+                        },
+                    }
+                ),
+            ),
+        },
+        "/api/v1/plans/{name}": {
+            "patch": _op(
+                "update_plan",
+                ADMINS + "Change the limits given. Lowering one never drops connected Hubs or "
+                "stored packages; it refuses what would go over it from then on",
+                {
+                    "200": _json(_ref("Plan"), "The plan now"),
+                    "400": BAD_JSON,
+                    "404": _error("No such plan"),
+                    "413": TOO_LARGE,
+                },
+                tag="plans",
+                params=[name_param],
+                body=_json_body(plan_body, "Limits to change (null: unlimited)"),
+            )
+        },
+        "/api/v1/org/{org}/plan": {
+            "put": _op(
+                "set_org_plan",
+                ADMINS + "Put an organization on a plan",
+                {
+                    "200": _json(
+                        _object(["orgId", "plan"], {"orgId": _string(), "plan": _ref("Plan")}),
+                        "The organization's plan now",
+                    ),
+                    "400": BAD_JSON,
+                    "404": _error("No such organization or plan"),
+                    "413": TOO_LARGE,
+                },
+                tag="plans",
+                params=[org_param],
+                body=_required_json(
+                    _object(["plan"], {"plan": _string(pattern=plans.NAME_PATTERN)})
+                ),
+            )
+        },
+        "/api/v1/space/{space}/limits": {
+            "put": _op(
+                "set_space_limits",
+                ADMINS + "Give a Space its own Hub or store limit instead of its plan's "
+                "(`plan`: back to the plan's)",
+                {
+                    "200": _json(space_limits, "The Space's per-Space limits now"),
+                    "400": BAD_JSON,
+                    "404": SPACE_UNKNOWN,
+                    "413": TOO_LARGE,
+                },
+                tag="plans",
+                params=[SPACE_PARAM],
+                body=_required_json(
+                    {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "properties": {k: _limit_value(k, space=True) for k in plans.SPACE_LIMITS},
+                    }
+                ),
+            )
+        },
+    }
+
+
 def _platform_paths() -> JSON:
     keys = "/api/v1/space/{space}/apikey"
     return {
@@ -360,7 +524,30 @@ def _platform_paths() -> JSON:
                 "The caller's Spaces, their default first",
                 {"200": _json(_array(_ref("SpaceSummary")), "Spaces")},
                 tag="middleware",
-            )
+            ),
+            "post": _op(
+                "create_space",
+                "Create a Space in the caller's organization (admins: any `orgId`), if its "
+                "plan's `spacesPerOrg` has room",
+                {
+                    "200": _json(_ref("SpaceSummary"), "The new Space"),
+                    "400": BAD_JSON,
+                    "404": _error("No such organization (admins)"),
+                    "409": LIMIT_REFUSED,
+                    "413": TOO_LARGE,
+                },
+                tag="middleware",
+                body=_json_body(
+                    {
+                        "type": "object",
+                        "properties": {
+                            "name": _string(maxLength=200, pattern=NO_NUL),
+                            "orgId": _string(maxLength=80, pattern=NO_NUL),
+                        },
+                    },
+                    "A display name; `orgId` defaults to the caller's organization",
+                ),
+            ),
         },
         "/api/v1/audit": {
             "get": _op(
@@ -492,8 +679,32 @@ def _space_paths() -> JSON:
         f"{SPACE}/config": {
             "get": _space_get(
                 "space_config",
-                "Manager configuration for the Space",
-                _object(["config"], {"config": {"type": "object"}}),
+                "Manager configuration for the Space, with each limit of its plan and what "
+                "it uses now",
+                _object(
+                    ["config"],
+                    {
+                        "config": _object(
+                            ["id", "orgId", "hubLimit", "limits"],
+                            {
+                                "id": _string(),
+                                "orgId": _string(),
+                                "hubLimit": {
+                                    "type": "integer",
+                                    "description": "Hubs connected at once (0: no limit)",
+                                },
+                                "limits": _object(
+                                    ["plan", *plans.COLUMNS, "accessKeys"],
+                                    {
+                                        "plan": _string(),
+                                        **{k: _ref("Limit") for k in plans.COLUMNS},
+                                        "accessKeys": _ref("Limit"),
+                                    },
+                                ),
+                            },
+                        )
+                    },
+                ),
             )
         },
         f"{SPACE}/sequences": {
@@ -579,20 +790,15 @@ def _space_paths() -> JSON:
                 },
                 tag="space",
                 params=[SPACE_PARAM],
-                body={
-                    "required": True,
-                    "content": {
-                        "application/json": {
-                            "schema": {
-                                "oneOf": [
-                                    _object(["id"], {"id": _string(pattern=NO_NUL)}),
-                                    _object(["limit"], {"limit": {"const": 0}}),
-                                    _object(["accessKey"], {"accessKey": _string()}),
-                                ]
-                            }
-                        }
-                    },
-                },
+                body=_required_json(
+                    {
+                        "oneOf": [
+                            _object(["id"], {"id": _string(pattern=NO_NUL)}),
+                            _object(["limit"], {"limit": {"const": 0}}),
+                            _object(["accessKey"], {"accessKey": _string()}),
+                        ]
+                    }
+                ),
             )
         },
         **_store_paths(),
@@ -611,7 +817,11 @@ def _store_paths() -> JSON:
     stored = {
         "200": _json(_ref("SequenceConfig"), "The stored Sequence's config"),
         "404": SPACE_UNKNOWN,
-        "413": TOO_LARGE,
+        "413": _json(
+            {"anyOf": [_ref("LimitError"), _ref("Error")]},
+            "Larger than MANAGER_STORE_MAX_BYTES, or over the Space's `storeBytesPerSpace` "
+            "(then naming the plan and limit); nothing is stored",
+        ),
         "422": _error("Not a Sequence package"),
     }
     return {
@@ -771,7 +981,16 @@ def build_document() -> JSON:
         "info": {"title": "Space manager", "version": __version__, "description": DESCRIPTION},
         "tags": [
             {"name": n}
-            for n in ("meta", "middleware", "access keys", "space", "store", "topics", "hub")
+            for n in (
+                "meta",
+                "middleware",
+                "plans",
+                "access keys",
+                "space",
+                "store",
+                "topics",
+                "hub",
+            )
         ],
         "security": [{"bearer": []}],
         "paths": {
@@ -789,6 +1008,7 @@ def build_document() -> JSON:
                 )
             },
             **_platform_paths(),
+            **_plan_paths(),
             **_space_paths(),
         },
         "components": {

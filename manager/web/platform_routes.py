@@ -1,4 +1,5 @@
-"""Middleware-level endpoints (space-api.md §3.1): version, Spaces, access keys."""
+"""Middleware-level endpoints (space-api.md §3.1): version, Spaces, access keys, and the
+platform admin's plans and limits (ours; `manager.services.plans` has the rules)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,12 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response, Strea
 from starlette.routing import Route
 
 from manager import __version__
+from manager.services import plans
 from manager.services.audit_stream import audit_lines
-from manager.services.errors import Forbidden, Invalid
+from manager.services.errors import Forbidden, Invalid, LimitExceeded
 from manager.services.metrics import collect as collect_metrics
 from manager.services.metrics import render as render_metrics
-from manager.services.spaces import visible_spaces
+from manager.services.spaces import create_space, visible_spaces
 from manager.web.common import caller_space, json_body, principal, services
 
 VERSION = {
@@ -33,6 +35,100 @@ async def spaces(request: Request) -> Response:
     return JSONResponse([{"id": r.id, "name": r.name, "orgId": r.org_id} for r in rows])
 
 
+async def new_space(request: Request) -> Response:
+    """A Space in the caller's organization (admins: `orgId` names any), within its plan."""
+    body = await json_object(request, 'Expected a JSON object like {"name": "..."}')
+    who = principal(request)
+    org_id = body.get("orgId", who.org_id)
+    name = body.get("name", "")
+    if not isinstance(org_id, str) or not isinstance(name, str) or "\x00" in org_id + name:
+        raise Invalid("orgId and name must be strings (without NUL characters)")
+    if org_id != who.org_id and not who.is_admin:
+        raise Forbidden()
+    svc = services(request)
+    try:
+        async with svc.sessions() as s, s.begin():
+            made = await create_space(s, org_id, name)
+    except LimitExceeded:
+        svc.quotas.refused(plans.SPACES)
+        raise
+    return JSONResponse({"id": made.id, "name": made.name, "orgId": made.org_id})
+
+
+async def json_object(request: Request, shape: str, *, required: bool = False) -> dict[str, object]:
+    """The JSON object body; without `required`, an empty body or `null` is `{}`."""
+    body = await json_body(request, default=None if required else {})
+    if not isinstance(body, dict):
+        raise Invalid(shape)
+    return body
+
+
+def admin_only(request: Request) -> None:
+    if not principal(request).is_admin:
+        raise Forbidden()
+
+
+async def list_plans(request: Request) -> Response:
+    admin_only(request)
+    async with services(request).sessions() as s:
+        rows = await plans.list_plans(s)
+    return JSONResponse({"plans": [p.as_json() for p in rows]})
+
+
+async def create_plan(request: Request) -> Response:
+    admin_only(request)
+    body = await json_object(
+        request, 'Expected a JSON object like {"name": "small", ...}', required=True
+    )
+    name = body.pop("name", None)
+    values = plans.parse_values(body, tuple(plans.COLUMNS))
+    svc = services(request)
+    async with svc.sessions() as s, s.begin():
+        made = await plans.create_plan(s, name, values)
+    await svc.quotas.refresh()
+    return JSONResponse(made.as_json(), status_code=201)
+
+
+async def update_plan(request: Request) -> Response:
+    admin_only(request)
+    body = await json_object(request, 'Expected a JSON object like {"hubsPerSpace": 2}')
+    values = plans.parse_values(body, tuple(plans.COLUMNS))
+    svc = services(request)
+    async with svc.sessions() as s, s.begin():
+        changed = await plans.update_plan(s, request.path_params["name"], values)
+    await svc.quotas.refresh()
+    return JSONResponse(changed.as_json())
+
+
+async def set_org_plan(request: Request) -> Response:
+    admin_only(request)
+    body = await json_object(
+        request, 'Expected a JSON object like {"plan": "small"}', required=True
+    )
+    name = body.get("plan")
+    if not isinstance(name, str):
+        raise Invalid('Expected a JSON object like {"plan": "small"}')
+    svc = services(request)
+    org_id = request.path_params["org"]
+    async with svc.sessions() as s, s.begin():
+        plan = await plans.set_org_plan(s, org_id, name)
+    await svc.quotas.refresh()
+    return JSONResponse({"orgId": org_id, "plan": plan.as_json()})
+
+
+async def set_space_limits(request: Request) -> Response:
+    admin_only(request)
+    body = await json_object(
+        request, 'Expected a JSON object like {"hubsPerSpace": 2}', required=True
+    )
+    values = plans.parse_values(body, plans.SPACE_LIMITS, space=True)
+    svc = services(request)
+    async with svc.sessions() as s, s.begin():
+        limits = await plans.set_space_limits(s, request.path_params["space"], values)
+    await svc.quotas.refresh()
+    return JSONResponse(limits)
+
+
 async def list_keys(request: Request) -> Response:
     space = await caller_space(request)
     async with services(request).sessions() as s:
@@ -42,9 +138,7 @@ async def list_keys(request: Request) -> Response:
 
 async def create_key(request: Request) -> Response:
     space = await caller_space(request)
-    body = await json_body(request, default={})
-    if not isinstance(body, dict):
-        raise Invalid('Expected a JSON object like {"description": "..."}')
+    body = await json_object(request, 'Expected a JSON object like {"description": "..."}')
     svc = services(request)
     async with svc.sessions() as s, s.begin():
         made = await svc.keys.create(
@@ -96,6 +190,12 @@ routes = [
     Route("/api/v1/version", version, methods=["GET"]),
     Route("/api/v1/metrics", metrics, methods=["GET"]),
     Route("/api/v1/spaces", spaces, methods=["GET"]),
+    Route("/api/v1/spaces", new_space, methods=["POST"]),
+    Route("/api/v1/plans", list_plans, methods=["GET"]),
+    Route("/api/v1/plans", create_plan, methods=["POST"]),
+    Route("/api/v1/plans/{name}", update_plan, methods=["PATCH"]),
+    Route("/api/v1/org/{org}/plan", set_org_plan, methods=["PUT"]),
+    Route("/api/v1/space/{space}/limits", set_space_limits, methods=["PUT"]),
     Route("/api/v1/audit", audit_all, methods=["GET"]),
     Route("/api/v1/space/{space}/apikey", list_keys, methods=["GET"]),
     Route("/api/v1/space/{space}/apikey", create_key, methods=["POST"]),

@@ -10,7 +10,7 @@ from starlette.routing import Mount, Route
 
 from manager import __version__
 from manager.db import repo
-from manager.services import hub_admin, space_log, space_view
+from manager.services import hub_admin, plans, space_log, space_view
 from manager.services.audit_stream import audit_lines
 from manager.services.errors import NotFound
 from manager.web import store_routes, topic_routes
@@ -60,8 +60,14 @@ async def hub_info(request: Request) -> Response:
 
 
 async def config(request: Request) -> Response:
+    """The Space's settings, with each limit of its plan and what it uses now."""
     space = await caller_space(request)
-    settings = services(request).settings
+    svc = services(request)
+    settings = svc.settings
+    async with svc.sessions() as s:
+        limits = await plans.space_usage(
+            s, space.id, space.org_id, svc.registry.count(space.id), settings.hub_limit
+        )
     return JSONResponse(
         {
             "config": {
@@ -69,7 +75,8 @@ async def config(request: Request) -> Response:
                 "orgId": space.org_id,
                 "name": space.name,
                 "apiBase": "/api/v1",
-                "hubLimit": settings.hub_limit,
+                "hubLimit": limits[plans.HUBS]["limit"] or 0,
+                "limits": limits,
                 "healthyAfterSeconds": settings.healthy_after_s,
                 "version": __version__,
             }
@@ -155,6 +162,9 @@ routes = [
     Mount(
         "/api/v1/space/{space}/api/v1",
         routes=[
+            # The Hub API first: the hot path, and no other route's path starts with it.
+            Route("/sth/{hub}/api/v1", HubProxy()),
+            Route("/sth/{hub}/api/v1/{rest:path}", HubProxy()),
             Route("/version", version, methods=["GET"]),
             Route("/load", load, methods=["GET"]),
             Route("/load-check", load, methods=["GET"]),
@@ -172,8 +182,6 @@ routes = [
             Route("/sth/{hub}", delete_hub, methods=["DELETE"]),
             *store_routes.routes,
             *topic_routes.routes,
-            Route("/sth/{hub}/api/v1", HubProxy()),
-            Route("/sth/{hub}/api/v1/{rest:path}", HubProxy()),
         ],
     )
 ]
