@@ -124,6 +124,7 @@ def announce_bootstrap(made: Bootstrap, settings: Settings) -> None:
         f"{made.org.id}, Space {made.space.id} and an admin API token.\n"
         "The token is shown only this once; keep it:\n\n"
         f"  {made.token.token}\n\n"
+        f"Sign in to the Panel with it: {url}/panel/\n\n"
         "Point si at this manager:\n\n"
         f"  si config set json '{json.dumps(profile, separators=(',', ':'))}'\n"
         "  si config set log --format json\n\n"

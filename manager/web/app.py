@@ -9,8 +9,10 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
+from manager.panel.app import create_panel
+from manager.panel.session import PanelSessions
 from manager.services.context import Services
 from manager.web import openapi, platform_routes, space_routes, tunnel_routes
 from manager.web.auth import AuthMiddleware
@@ -39,6 +41,7 @@ def create_app(svc: Services, *, own_services: bool = False) -> Starlette:
             if own_services:
                 await svc.aclose()
 
+    panel = PanelSessions(svc.secret, svc.sessions)
     app = Starlette(
         routes=[
             Route("/", root, methods=["GET"]),
@@ -47,9 +50,10 @@ def create_app(svc: Services, *, own_services: bool = False) -> Starlette:
             *platform_routes.routes,
             *space_routes.routes,
             *tunnel_routes.routes,
+            Mount("/panel", app=create_panel(svc, panel)),
         ],
         middleware=[
-            Middleware(AuthMiddleware, tokens=svc.tokens),
+            Middleware(AuthMiddleware, tokens=svc.tokens, panel=panel),
             Middleware(RateLimitMiddleware, quotas=svc.quotas),
         ],
         exception_handlers=HANDLERS,

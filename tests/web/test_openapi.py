@@ -54,6 +54,8 @@ def _template(path: str) -> str:
 
 def _served(routes: list[BaseRoute], prefix: str = "") -> Iterator[tuple[str, str]]:
     for route in routes:
+        if isinstance(route, Mount) and prefix + route.path == "/panel":
+            continue  # the Panel's pages are not API
         if isinstance(route, Mount):
             yield from _served(list(route.routes), prefix + route.path)
         elif isinstance(route, Route):
