@@ -195,10 +195,16 @@ class HubGate:
         except TunnelError as exc:
             log.warning("%s: no control channel (%s); closing", session.name, exc)
             return
-        link = TunnelLink(session, control, self.settings.max_requests_per_hub)
+        link = TunnelLink(
+            session,
+            control,
+            self.settings.max_requests_per_hub,
+            self.settings.channel_open_timeout_s,
+        )
         hub_id = await self._claim_id(hello, link)
         if hub_id is None:
             return
+        link.hub_id = hub_id  # the Hub client's errors name the Hub
         hub = LiveHub(hello.space_id, hub_id, link, access_key_id=hello.key_id, source=hello.source)
         hub.announces_topic_posts = not hello.via_connector
         session.name = f"hub {hub_id}@{hello.space_id}"

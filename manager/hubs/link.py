@@ -7,12 +7,10 @@ import contextlib
 import logging
 from typing import Any
 
-import httpcore
-
+from manager.hubs.client import HubClient
 from manager.hubs.control import encode_message
 from manager.tunnel.errors import TunnelError
 from manager.tunnel.http import ControlStream
-from manager.tunnel.pool import make_pool
 from manager.tunnel.session import TunnelSession
 
 log = logging.getLogger("manager.hubs")
@@ -22,26 +20,27 @@ FAREWELL_S = 0.3  # time for a last control message to leave before the socket c
 
 class TunnelLink:
     def __init__(
-        self, session: TunnelSession, control: ControlStream, max_requests: int = 256
+        self,
+        session: TunnelSession,
+        control: ControlStream,
+        max_requests: int = 256,
+        open_timeout: float = 10.0,
     ) -> None:
         self.session = session
         self.control = control
-        self.max_requests = max_requests or session.max_channels
-        self._pool: httpcore.AsyncConnectionPool | None = None
+        self.client = HubClient(session, max_in_flight=max_requests, open_timeout=open_timeout)
 
     @property
-    def pool(self) -> httpcore.AsyncConnectionPool:
-        """Keep-alive HTTP connections (channels) to the Hub, made on first use."""
-        if self._pool is None:
-            self._pool = make_pool(self.session, self.max_requests)
-        return self._pool
+    def hub_id(self) -> str:
+        return self.client.hub_id
+
+    @hub_id.setter
+    def hub_id(self, value: str) -> None:
+        self.client.hub_id = value  # known once the Hub has said who it is
 
     async def release(self) -> None:
-        """Drop the pool with the tunnel: its channels are gone."""
-        if self._pool is not None:
-            pool, self._pool = self._pool, None
-            with contextlib.suppress(Exception):
-                await pool.aclose()
+        """Drop idle channels with the tunnel and refuse new requests."""
+        self.client.close()
 
     async def send_control(self, code: int, payload: Any) -> None:
         with contextlib.suppress(TunnelError):

@@ -12,17 +12,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import httpcore
-
 from manager.hubs.announcements import TopicAnnouncements
+from manager.hubs.client import HubClient
 from manager.hubs.state import HubState
 
 
 class HubLink(Protocol):
     """What the registry needs from a tunnel, whatever carries it."""
 
-    @property
-    def pool(self) -> httpcore.AsyncConnectionPool: ...
+    client: HubClient
 
     async def send_control(self, code: int, payload: Any) -> None: ...
 
@@ -43,7 +41,6 @@ class LiveHub:
     db_id: int | None = None
     connected_ms: int | None = None
     load_dirty: bool = False
-    in_flight: int = 0  # proxied requests now using the tunnel
     # The STH itself (CONNECT) announces every topic a client POSTs to it and waits for that
     # write before it listens for the request's end; Hubs joined by `space-manager connect`
     # are announced by the connector's polling instead (see announcements.py).
@@ -53,6 +50,16 @@ class LiveHub:
 
     def __post_init__(self) -> None:
         self.state = HubState(hub_id=self.hub_id)
+
+    @property
+    def client(self) -> HubClient:
+        """The one way to make HTTP requests to this Hub."""
+        return self.link.client
+
+    @property
+    def in_flight(self) -> int:
+        """Requests to the Hub now in progress (proxied and the manager's own)."""
+        return self.link.client.in_flight
 
 
 class HubRegistry:

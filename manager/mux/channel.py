@@ -42,6 +42,7 @@ class ChannelState:
     receiving: bool = False  # a payload frame for this channel is only partly delivered
     buffered: int = 0
     last_status: tuple[int, int] | None = None
+    status_owed: bool = False  # a STATUS was held back mid-payload; send it at the payload's end
 
     @property
     def announced(self) -> bool:
@@ -75,8 +76,12 @@ class ChannelState:
         """``(free, seq)`` for a STATUS worth sending now, remembered as sent; None if the
         peer would learn nothing new. Like Node, say nothing before the first DATA or while
         a payload is half delivered (its seq would already claim the missing bytes)."""
-        if not self.got_data or self.receiving:
+        if not self.got_data:
             return None
+        if self.receiving:
+            self.status_owed = True
+            return None
+        self.status_owed = False
         status = (window - self.buffered, self.recv_seq)
         if status == self.last_status:
             return None

@@ -189,10 +189,13 @@ class Mux:
         if not 0 <= n <= state.buffered:
             raise UsageError(f"channel {channel}: consumed {n} of {state.buffered} buffered")
         state.buffered -= n
+        self._queue_status(state)
+
+    def _queue_status(self, state: ChannelState) -> None:
         status = state.next_status(self._window)
         if status is not None:
             free, seq = status
-            self._outgoing.append(encode_status(channel, free, seq, finished=state.we_ended))
+            self._outgoing.append(encode_status(state.number, free, seq, finished=state.we_ended))
 
     def keep_alive(self) -> None:
         if not self._closed:
@@ -293,6 +296,10 @@ class Mux:
         if piece.last:
             state.receiving = False
             self._payload_channel = None
+            if state.status_owed:
+                # The application freed room while this payload was arriving; the peer may
+                # be waiting for exactly that room (it is told nothing else until more is read).
+                self._queue_status(state)
         self._events.append(DataReceived(state.number, piece.data))
 
     def _reject_before_handshake(self, state: ChannelState, body: bytes) -> None:

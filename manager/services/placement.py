@@ -5,11 +5,9 @@ from the store (our addition to space-api.md, `POST /sequence/:id/start` at Spac
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
-
-import httpcore
 
 from manager.db.models import Hub
 from manager.hubs.registry import HubRegistry, LiveHub
@@ -48,52 +46,35 @@ def choose_hub(
     return min(candidates, key=lambda h: float((h.state.load or {}).get("currentLoad") or 0))
 
 
-async def _request(
-    hub: LiveHub, method: bytes, target: str, body: bytes, ctype: bytes
-) -> tuple[int, Any]:
-    url = httpcore.URL(scheme=b"http", host=b"hub", port=80, target=target.encode())
-    headers = [
-        (b"host", b"hub"),
-        (b"content-type", ctype),
-        (b"content-length", str(len(body)).encode()),
-    ]
+async def _request(hub: LiveHub, target: str, body: bytes) -> tuple[int, Any]:
+    status, content = await hub.client.request(
+        b"POST", target.encode(), [(b"content-type", b"application/json")], body
+    )
     try:
-        resp = await hub.link.pool.request(method, url, headers=headers, content=body)
-    except (httpcore.ConnectError, httpcore.ReadError, httpcore.WriteError) as exc:
-        raise Unavailable(f"Hub {hub.hub_id} is not reachable: {exc}") from None
-    try:
-        return resp.status, json.loads(resp.content or b"null")
+        return status, json.loads(content or b"null")
     except ValueError:
-        return resp.status, None
+        return status, None
 
 
 async def _upload(hub: LiveHub, package: Path) -> str:
     """Send a stored package to a Hub; returns the id the Hub gave it."""
-    url = httpcore.URL(scheme=b"http", host=b"hub", port=80, target=b"/api/v1/sequence")
-    size = package.stat().st_size
 
-    async def chunks() -> Any:
+    async def chunks() -> AsyncIterator[bytes]:
         with package.open("rb") as fh:
             while block := fh.read(256 * 1024):
                 yield block
 
     headers = [
-        (b"host", b"hub"),
         (b"content-type", b"application/octet-stream"),
-        (b"content-length", str(size).encode()),
+        (b"content-length", str(package.stat().st_size).encode()),
     ]
+    status, content = await hub.client.request(b"POST", b"/api/v1/sequence", headers, chunks())
     try:
-        resp = await hub.link.pool.request(b"POST", url, headers=headers, content=chunks())
-    except (httpcore.ConnectError, httpcore.ReadError, httpcore.WriteError) as exc:
-        raise Unavailable(
-            f"Hub {hub.hub_id} went away while receiving {package.name}: {exc}"
-        ) from None
-    try:
-        body = json.loads(resp.content or b"{}")
+        body = json.loads(content or b"{}")
     except ValueError:
         body = None
-    if resp.status >= 300 or not isinstance(body, dict) or "id" not in body:
-        raise HubRefused(resp.status if resp.status >= 400 else 502, body)
+    if status >= 300 or not isinstance(body, dict) or "id" not in body:
+        raise HubRefused(status if status >= 400 else 502, body)
     return str(body["id"])
 
 
@@ -128,9 +109,7 @@ async def start_on(
     if package is not None and not hub_has(hub, seq_id):
         seq_id = await deliver(hub, seq_id, package)
     body = json.dumps(payload).encode()
-    status, answer = await _request(
-        hub, b"POST", f"/api/v1/sequence/{seq_id}/start", body, b"application/json"
-    )
+    status, answer = await _request(hub, f"/api/v1/sequence/{seq_id}/start", body)
     if status == 404 and package is None:
         raise NotFound(f"Sequence {seq_id} not found on Hub {hub.hub_id} or in the store")
     if status >= 300 or not isinstance(answer, dict):

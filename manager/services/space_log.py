@@ -9,8 +9,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
-import httpcore
-
+from manager.hubs.errors import HubError
 from manager.hubs.registry import HubRegistry, LiveHub
 
 log = logging.getLogger("manager.services")
@@ -49,17 +48,12 @@ async def merged_logs(registry: HubRegistry, space_id: str) -> AsyncIterator[byt
 
 async def _follow(hub: LiveHub, queue: asyncio.Queue[bytes]) -> None:
     prefix = hub.hub_id.encode() + b": "
-    url = httpcore.URL(scheme=b"http", host=b"hub", port=80, target=b"/api/v1/log")
     pending = b""
     try:
-        async with hub.link.pool.stream(
-            b"GET", url, headers=[(b"host", b"hub"), (b"cpm", b"space-log")]
-        ) as response:
+        async with hub.client.stream(b"GET", b"/api/v1/log", [(b"cpm", b"space-log")]) as response:
             if response.status != 200:
                 return
-            stream = response.stream
-            assert hasattr(stream, "__aiter__")
-            async for chunk in stream:
+            async for chunk in response.chunks():
                 pending += chunk
                 *lines, pending = pending.split(b"\n")
                 for line in lines:
@@ -68,5 +62,5 @@ async def _follow(hub: LiveHub, queue: asyncio.Queue[bytes]) -> None:
                 if len(pending) > MAX_LINE:
                     await queue.put(prefix + pending + b"\n")
                     pending = b""
-    except (httpcore.NetworkError, httpcore.ProtocolError, httpcore.TimeoutException) as exc:
+    except HubError as exc:
         log.debug("hub %s: log stream ended: %r", hub.hub_id, exc)

@@ -10,11 +10,10 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Coroutine
+from collections.abc import Coroutine
 from typing import Any
 
-import httpcore
-
+from manager.hubs.errors import HubError
 from manager.hubs.registry import HubRegistry, LiveHub
 from manager.services.topics import Consumer, SpaceTopic, TopicBoard, WrongContentType, drain
 
@@ -103,51 +102,38 @@ class TopicRouter:
             self._failed[key] = time.monotonic()  # a route that ended waits before it restarts
 
     async def _pull(self, hub: LiveHub, topic: SpaceTopic) -> None:
-        url = _url(topic.name)
         headers = [*_headers(topic), (b"accept", b"*/*")]
         try:
-            async with hub.link.pool.stream(b"GET", url, headers=headers) as resp:
+            async with hub.client.stream(b"GET", _target(topic.name), headers) as resp:
                 if resp.status != 200:
                     log.warning(
                         "hub %s: topic %s pull answered %d", hub.hub_id, topic.name, resp.status
                     )
                     return
-                await topic.feed(_chunks(resp.stream), hub.hub_id)
-        except (httpcore.NetworkError, httpcore.ProtocolError, httpcore.TimeoutException) as exc:
-            log.info("hub %s: topic %s pull ended: %r", hub.hub_id, topic.name, exc)
+                await topic.feed(resp.chunks(), hub.hub_id)
+        except HubError as exc:
+            log.info("hub %s: topic %s pull ended: %s", hub.hub_id, topic.name, exc)
 
     async def _push(self, hub: LiveHub, topic: SpaceTopic) -> None:
         consumer: Consumer = topic.subscribe(skip=hub.hub_id)
         headers = [*_headers(topic), (b"transfer-encoding", b"chunked")]
         try:
-            async with hub.link.pool.stream(
-                b"POST", _url(topic.name), headers=headers, content=drain(consumer)
+            async with hub.client.stream(
+                b"POST", _target(topic.name), headers, drain(consumer)
             ) as resp:
                 if resp.status >= 300:
                     log.warning(
                         "hub %s: topic %s push answered %d", hub.hub_id, topic.name, resp.status
                     )
-        except (httpcore.NetworkError, httpcore.ProtocolError, httpcore.TimeoutException) as exc:
-            log.info("hub %s: topic %s push ended: %r", hub.hub_id, topic.name, exc)
+        except HubError as exc:
+            log.info("hub %s: topic %s push ended: %s", hub.hub_id, topic.name, exc)
         finally:
             topic.unsubscribe(consumer)
 
 
-def _url(name: str) -> httpcore.URL:
-    return httpcore.URL(
-        scheme=b"http", host=b"hub", port=80, target=f"/api/v1/topic/{name}".encode()
-    )
+def _target(name: str) -> bytes:
+    return f"/api/v1/topic/{name}".encode()
 
 
 def _headers(topic: SpaceTopic) -> list[tuple[bytes, bytes]]:
-    return [
-        (b"host", b"hub"),
-        (b"cpm", b"space-manager"),
-        (b"content-type", topic.content_type.encode()),
-    ]
-
-
-async def _chunks(stream: object) -> AsyncIterator[bytes]:
-    assert isinstance(stream, AsyncIterable)
-    async for chunk in stream:
-        yield bytes(chunk)
+    return [(b"cpm", b"space-manager"), (b"content-type", topic.content_type.encode())]

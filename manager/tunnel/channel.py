@@ -52,6 +52,8 @@ class Channel:
         self._eof = True
         self._error = self._error or error
         self._readable.set()
+        if error:
+            self._writable.set()  # a writer waiting for window learns of the reset
 
     def on_window(self) -> None:
         self._writable.set()
@@ -92,9 +94,11 @@ class Channel:
 
     def _consumed(self, n: int) -> None:
         self._unreported += n
-        # Report when the inbox ran dry (the peer may be blocked on us) or a quarter of the
-        # window came free; in between the peer still has room, so fewer STATUS frames.
-        if not self._inbox or self._unreported >= self.session.window // 4:
+        # Report once a quarter of the window came free. The peer can only be blocked when
+        # the whole window is outstanding; once we have read it all, that quarter is reached,
+        # so waiting never stalls it. Reporting every time the inbox ran dry instead cost a
+        # STATUS frame (and a syscall) per small proxied response.
+        if self._unreported >= self.session.window // 4:
             self.session.consumed(self.number, self._unreported)
             self._unreported = 0
 
@@ -106,6 +110,9 @@ class Channel:
             await self.opened.wait()
             if self._ended or self.session.is_closed:
                 raise TunnelClosed(f"channel {self.number} is closed")
+            if self._error:
+                # The peer reset the channel: nobody will read what we write.
+                raise ChannelReset(f"channel {self.number} reset")
             await self.session.writable()
             self._writable.clear()
             sent = self.session.send(self.number, view)
@@ -130,3 +137,8 @@ class Channel:
         if dropped:
             self.session.consumed(self.number, dropped)
         self.session.end(self.number, error=not self._eof)
+        # Whoever still reads or writes here (another task of the same exchange) stops now
+        # instead of waiting for the peer to answer the reset.
+        self._eof = self._error = True
+        self._readable.set()
+        self._writable.set()

@@ -20,6 +20,7 @@ from typing import Protocol, cast
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from manager.tunnel.batched_writes import BatchedWrites
 from manager.tunnel.session import TunnelSession
 
 log = logging.getLogger("manager.tunnel")
@@ -219,7 +220,7 @@ def make_http_protocol(acceptor: TunnelAcceptor) -> type[H11Protocol]:
         _head_timer: asyncio.TimerHandle | None = None
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            super().connection_made(transport)
+            super().connection_made(cast(asyncio.Transport, BatchedWrites(transport, self.loop)))
             # uvicorn waits forever for a first request head; a slow or silent client (or a
             # WebSocket that never finishes its upgrade request) must not hold a socket.
             self._head_timer = self.loop.call_later(HEAD_TIMEOUT_S, self._head_timed_out)
@@ -261,8 +262,10 @@ def make_http_protocol(acceptor: TunnelAcceptor) -> type[H11Protocol]:
             self.connections.discard(self)
             self._unset_keepalive_if_required()
             tunnel = TunnelProtocol(acceptor)
-            self.transport.set_protocol(tunnel)
-            tunnel.connection_made(self.transport)
+            # The tunnel batches its own frames: give it the socket's transport itself.
+            raw = cast(BatchedWrites, self.transport).transport
+            raw.set_protocol(tunnel)
+            tunnel.connection_made(raw)
             tunnel.data_received(buffered)
 
     return SniffingH11Protocol

@@ -1,8 +1,8 @@
 """HTTP/1.1 on channels, through h11: serving the requests a Hub makes, and the manager's
 long-lived control request whose request and response bodies both stay open.
 
-httpcore cannot carry the control channel (it finishes the request body before reading the
-response, hub-protocol.md P9), so both directions are driven with h11 here.
+Both directions of the control request stay open for the tunnel's life (hub-protocol.md P9),
+so it is driven with h11 here; ordinary requests to a Hub go through `manager.hubs.client`.
 """
 
 from __future__ import annotations

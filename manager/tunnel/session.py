@@ -55,13 +55,15 @@ class TunnelSession:
         window: int = DEFAULT_WINDOW,
         max_channels: int = MAX_CHANNELS,
         on_channel: ChannelHandler | None = None,
+        high_channels: bool = True,
     ) -> None:
         self.carrier = carrier
         self.name = name
         self.window = window
         self.max_channels = max_channels
         self.on_channel = on_channel
-        self.mux = Mux(window=window, high_channels=True)
+        # The manager opens high-numbered channels, a Hub low ones (hub-protocol.md).
+        self.mux = Mux(window=window, high_channels=high_channels)
         self.channels: dict[int, Channel] = {}
         self.last_frame_at = time.monotonic()
         self.close_reason: str | None = None

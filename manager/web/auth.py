@@ -76,7 +76,6 @@ class AuthMiddleware:
         state["principal"] = principal
         await self.app(scope, receive, send)
 
-
     async def _panel_principal(self, scope: Scope) -> Principal | None:
         """The Panel session's user; an unsafe method needs the session's CSRF header."""
         assert self.panel is not None

@@ -16,6 +16,7 @@ from starlette.routing import BaseRoute, Match, Mount, Route
 from starlette.types import Scope
 
 from manager.db.engine import describe_error
+from manager.hubs.errors import HubError
 from manager.services.errors import ServiceError
 
 log = logging.getLogger("manager.web")
@@ -38,6 +39,12 @@ def error_response(
 async def service_error(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ServiceError)
     return error_response(exc.status, exc.message, **exc.details)
+
+
+async def hub_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HubError)
+    log.info("%d %s", exc.status, exc.message)
+    return error_response(exc.status, exc.message)
 
 
 async def http_error(request: Request, exc: Exception) -> Response:
@@ -97,6 +104,7 @@ async def unexpected_error(request: Request, exc: Exception) -> Response:
 
 HANDLERS = {
     ServiceError: service_error,
+    HubError: hub_error,
     HTTPException: http_error,
     DBAPIError: database_error,
     SQLTimeoutError: database_error,

@@ -1,6 +1,6 @@
 """`/api/v1/space/S/api/v1/sth/H/api/v1/*` → the Hub's own `/api/v1/*`, through its tunnel.
 
-Bodies stream both ways with back-pressure (httpcore pulls the request body from the
+Bodies stream both ways with back-pressure (the Hub client pulls the request body from the
 client as the channel window allows; the response is pushed to the client as uvicorn
 drains it), so nothing is held whole. The client leaving cancels the exchange, which ends
 the channel; the Hub leaving mid-stream cuts the client's response off (the connection
@@ -13,20 +13,21 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterator
 from urllib.parse import quote, unquote
 
-import httpcore
 from starlette.requests import Request
 from starlette.types import Message, Receive, Scope, Send
 
 from manager.db import repo
 from manager.hubs.announcements import Expected
+from manager.hubs.client import Body
+from manager.hubs.errors import HubError
 from manager.hubs.registry import LiveHub
 from manager.services import audit, placement
 from manager.services.common import org_id_of
 from manager.services.context import Services
-from manager.services.errors import Invalid, NotFound, TooMany, Unavailable
+from manager.services.errors import Invalid, NotFound, Unavailable
 from manager.services.spaces import space_for
 from manager.web.common import services
 from manager.web.errors import error_response
@@ -79,7 +80,6 @@ def forwarded_headers(headers: Headers, requestor: str) -> Headers:
         and name.lower() not in named
         and not name.lower().startswith(b"proxy-")
     ]
-    out.append((b"host", b"hub"))
     out.append((b"x-mw-billable", requestor.encode()))
     return out
 
@@ -140,57 +140,18 @@ class HubProxy:
                     if known is None:
                         raise NotFound(f"Hub {hub_id} not found")
                     raise Unavailable(f"Hub {hub_id} is not connected")
-        limit = svc.settings.max_requests_per_hub
-        if limit and live.in_flight >= limit:
-            raise TooMany(
-                f"Hub {hub_id} already has {limit} requests in flight (the limit); retry later"
-            )
-        live.in_flight += 1
+        target = await _stored_sequence_delivered(svc, live, scope, target)
+        exchange = _Exchange(scope, receive, send, live, _expect_announcement(live, scope, target))
         try:
-            target = await _stored_sequence_delivered(svc, live, scope, target)
-            await self._forward(scope, receive, send, live, who.requestor, target)
+            await exchange.run(target, forwarded_headers(list(scope["headers"]), who.requestor))
         finally:
-            live.in_flight -= 1
-
-    async def _forward(
-        self,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-        live: LiveHub,
-        requestor: str,
-        target: bytes,
-    ) -> None:
-        request = Request(scope, receive)
-        svc = services(request)
-        space_id = request.path_params["space"]
-        hub_id = request.path_params["hub"]
-        headers = forwarded_headers(list(scope["headers"]), requestor)
-        length = request.headers.get("content-length")
-        chunked = "chunked" in request.headers.get("transfer-encoding", "").lower()
-        announced = _expect_announcement(live, scope, target)
-        if announced is not None:
-            # Chunked, so the end (the last chunk) can be held back while the data flows.
-            chunked, length = True, None
-        if length is not None:
-            headers.append((b"content-length", length.encode()))
-        elif chunked:
-            headers.append((b"transfer-encoding", b"chunked"))
-        exchange = _Exchange(scope, receive, send, hub_id, svc.settings.channel_open_timeout_s)
-        exchange.hold_end = announced
-        has_body = chunked or (length not in (None, "0"))
-        try:
-            await exchange.run(live.link.pool, scope["method"], target, headers, has_body)
-        finally:
-            if announced is not None:
-                announced.cancel()
             svc.audit.add(
                 space_id=space_id,
                 hub_id=hub_id,
                 op_code=audit.PROXIED_OPERATION,
                 op_state="END",
                 object_id=target.split(b"?")[0].decode("latin-1")[:200],
-                requestor_id=requestor,
+                requestor_id=who.requestor,
                 detail={"method": scope["method"], "status": exchange.status},
             )
 
@@ -229,18 +190,37 @@ class _ClientGone(Exception):
 
 
 class _Exchange:
+    """One proxied request: the client's body to the Hub, the Hub's answer to the client,
+    and the client leaving at any point ending the channel."""
+
     def __init__(
-        self, scope: Scope, receive: Receive, send: Send, hub_id: str, open_timeout: float
+        self, scope: Scope, receive: Receive, send: Send, live: LiveHub, hold_end: Expected | None
     ) -> None:
-        self.open_timeout = open_timeout
         self.scope = scope
         self.receive = receive
         self.send = send
-        self.hub_id = hub_id
+        self.live = live
+        self.hold_end = hold_end  # see _expect_announcement
         self.body_done = asyncio.Event()
         self.started = False
         self.status = 0
-        self.hold_end: Expected | None = None  # see _expect_announcement
+
+    def framing(self) -> tuple[Headers, bool]:
+        """The body's framing headers for the Hub, and whether there is a body."""
+        length = chunked = None
+        for name, value in self.scope["headers"]:
+            if name == b"content-length":
+                length = value
+            elif name == b"transfer-encoding" and b"chunked" in value.lower():
+                chunked = True
+        if self.hold_end is not None:
+            # Chunked, so the end (the last chunk) can be held back while the data flows.
+            return [(b"transfer-encoding", b"chunked")], True
+        if length is not None:
+            return [(b"content-length", length)], length.strip() != b"0"
+        if chunked:
+            return [(b"transfer-encoding", b"chunked")], True
+        return [], False
 
     async def body(self) -> AsyncIterator[bytes]:
         while True:
@@ -253,7 +233,7 @@ class _Exchange:
             if not message.get("more_body", False):
                 break
         if self.hold_end is not None and not await self.hold_end.wait(ANNOUNCE_TIMEOUT_S):
-            log.info("hub %s: topic %s not announced in time", self.hub_id, self.hold_end.name)
+            log.info("hub %s: topic %s not announced in time", self.live.hub_id, self.hold_end.name)
         self.body_done.set()
 
     async def watch_client(self) -> None:
@@ -264,79 +244,56 @@ class _Exchange:
             if message["type"] == "http.disconnect":
                 return
 
-    async def run(
-        self,
-        pool: httpcore.AsyncConnectionPool,
-        method: str,
-        target: bytes,
-        headers: list[tuple[bytes, bytes]],
-        has_body: bool,
-    ) -> None:
+    async def run(self, target: bytes, headers: Headers) -> None:
+        framing, has_body = self.framing()
         if not has_body:
             self.body_done.set()
-        forward = asyncio.ensure_future(self.forward(pool, method, target, headers, has_body))
+        forward = asyncio.ensure_future(
+            self.forward(target, headers + framing, self.body() if has_body else None)
+        )
         watcher = asyncio.ensure_future(self.watch_client())
         try:
             await asyncio.wait({forward, watcher}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             watcher.cancel()
             if not forward.done():
-                forward.cancel()  # the client left: closing the stream ends the channel
+                forward.cancel()  # the client left: leaving the stream resets the channel
             with contextlib.suppress(asyncio.CancelledError, _ClientGone):
                 await forward
+            if self.hold_end is not None:
+                self.hold_end.cancel()
 
-    async def forward(
-        self,
-        pool: httpcore.AsyncConnectionPool,
-        method: str,
-        target: bytes,
-        headers: list[tuple[bytes, bytes]],
-        has_body: bool,
-    ) -> None:
-        url = httpcore.URL(scheme=b"http", host=b"hub", port=80, target=target)
-        content = self.body() if has_body else None
-        extensions = {"timeout": {"connect": self.open_timeout, "pool": 60.0}}
+    async def forward(self, target: bytes, headers: Headers, body: Body) -> None:
+        method = self.scope["method"].encode()
         try:
-            async with pool.stream(
-                method.encode(), url, headers=headers, content=content, extensions=extensions
-            ) as response:
-                await self._relay(response)
+            async with self.live.client.stream(method, target, headers, body) as response:
+                await self.send(
+                    {
+                        "type": "http.response.start",
+                        "status": response.status,
+                        "headers": returned_headers(response.headers),
+                    }
+                )
+                self.started = True
+                self.status = response.status
+                async for chunk in response.chunks():
+                    await self.send(
+                        {"type": "http.response.body", "body": chunk, "more_body": True}
+                    )
+                await self.send({"type": "http.response.body", "body": b"", "more_body": False})
         except _ClientGone:
             return
-        except httpcore.ConnectTimeout:
-            await self._fail(504, f"Hub {self.hub_id} did not accept a channel in time")
-        except httpcore.PoolTimeout:
-            await self._fail(503, f"Hub {self.hub_id} is busy; try again")
-        except httpcore.ConnectError:
-            await self._fail(503, f"Hub {self.hub_id} is not connected")
-        except (httpcore.RemoteProtocolError, httpcore.LocalProtocolError) as exc:
-            await self._fail(502, f"Invalid response from Hub {self.hub_id}: {exc}")
-        except (httpcore.ReadError, httpcore.WriteError) as exc:
-            await self._fail(502, f"Hub {self.hub_id} went away: {exc}")
-
-    async def _relay(self, response: httpcore.Response) -> None:
-        await self.send(
-            {
-                "type": "http.response.start",
-                "status": response.status,
-                "headers": returned_headers(list(response.headers)),
-            }
-        )
-        self.started = True
-        self.status = response.status
-        stream = response.stream
-        assert isinstance(stream, AsyncIterable)
-        async for chunk in stream:
-            await self.send({"type": "http.response.body", "body": chunk, "more_body": True})
-        await self.send({"type": "http.response.body", "body": b"", "more_body": False})
+        except HubError as exc:
+            await self._fail(exc.status, exc.message)
 
     async def _fail(self, status: int, message: str) -> None:
+        hub_id = self.live.hub_id
         if self.started:
             # Headers are out: leave the response unfinished, so the server drops the
             # connection without the final chunk (or short of the Content-Length) and the
             # client sees a cut-off body, never one that looks complete.
-            log.info("hub %s: stream ended early: %s", self.hub_id, message)
+            log.info("hub %s: stream ended early: %s", hub_id, message)
             return
-        log.info("hub %s: %d %s", self.hub_id, status, message)
+        log.info("hub %s: %d %s", hub_id, status, message)
         self.status = status
         await error_response(status, message)(self.scope, self.receive, self.send)

@@ -113,6 +113,13 @@ async def test_a_hub_answering_garbage_keeps_the_tunnel_but_not_health(
     key = await manager.new_key()
     async with server, connector_running(options_for(manager, key, url, hub_id="junk")) as c:
         await asyncio.wait_for(c.connected.wait(), 15)
+
+        async def registered() -> bool:
+            # The connector is up once its control channel opens; the manager lists the
+            # Hub a moment later (after its id and Hub limit checks).
+            return manager.svc.registry.get(manager.world.space_id, "junk") is not None
+
+        await eventually(registered, timeout=5, what="the Hub in the registry")
         live = manager.svc.registry.get(manager.world.space_id, "junk")
         assert live is not None
 

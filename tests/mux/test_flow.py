@@ -234,9 +234,13 @@ def test_no_status_while_a_payload_is_half_delivered() -> None:
     mux.receive_data(frame[:100])
     (event,) = mux.events_received()
     assert isinstance(event, DataReceived)
-    mux.consumed(3, len(event.data))  # header seq already says 400: would over-grant
+    first = len(event.data)
+    mux.consumed(3, first)  # header seq already says 400: would over-grant
     assert mux.data_to_send() == []
     mux.receive_data(frame[100:])
+    # The room freed mid-payload is owed: told as soon as the payload is whole (the peer may
+    # be waiting for it), then the rest once read.
+    assert mux.data_to_send() == [encode_status(3, 1000 - (400 - first), 400)]
     (event,) = mux.events_received()
     assert isinstance(event, DataReceived)
     mux.consumed(3, len(event.data))

@@ -220,7 +220,8 @@ def _proxy_url(manager: RunningManager, hub_id: str, path: str = "version") -> s
 
 
 async def test_a_hub_that_accepts_no_channel_gives_504(manager: RunningManager, good_hub: HubPeer):
-    manager.svc.settings = manager.svc.settings.with_overrides(channel_open_timeout_s=1.0)
+    gate = manager.svc.gate  # read when a Hub is admitted
+    gate.settings = gate.settings.with_overrides(channel_open_timeout_s=1.0)
     hub = await _joined(manager, "mute")
     hub.mute = True
     started = time.monotonic()
