@@ -27,7 +27,7 @@ from manager.panel.pages import (
     signed_in_space,
 )
 from manager.panel.session import PRESESSION_COOKIE, SESSION_COOKIE, SESSION_TTL_S
-from manager.services import hub_admin
+from manager.services import hub_admin, plans
 from manager.services.access_keys import MAX_LIVE_KEYS
 from manager.services.errors import Conflict
 from manager.services.spaces import visible_spaces
@@ -107,6 +107,16 @@ def manager_url(request: Request) -> str:
     return configured.rstrip("/") if configured else f"{request.url.scheme}://{request.url.netloc}"
 
 
+async def _plan_card(request: Request, space: Space) -> views.PlanCard:
+    """The Space's limits and usage, read as `GET …/config` reads them."""
+    svc = services(request)
+    async with svc.sessions() as s:
+        usage = await plans.space_usage(
+            s, space.id, space.org_id, svc.registry.count(space.id), svc.settings.hub_limit
+        )
+    return views.plan_card(usage)
+
+
 async def space_page(request: Request) -> Response:
     space = await signed_in_space(request)
     hubs = await _hub_page(request, space)
@@ -117,6 +127,7 @@ async def space_page(request: Request) -> Response:
         "hubs": hubs,
         "keys": keys,
         "max_keys": MAX_LIVE_KEYS,
+        "plan": await _plan_card(request, space),
         "manager_url": manager_url(request),
         "notice": notice.format(hub=request.query_params.get("hub", "")),
     }

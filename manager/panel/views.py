@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from manager.db import repo
 from manager.db.models import Hub
 from manager.hubs.registry import HubRegistry, LiveHub
+from manager.services import plans
 from manager.services.errors import NotFound
 from manager.services.space_view import iso
 
@@ -60,6 +61,75 @@ class HubDetail:
     instances: list[dict[str, Any]] = field(default_factory=list)
     topics: list[dict[str, Any]] = field(default_factory=list)
     load: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LimitLine:
+    """One limit of the Space's plan in words, as a row of the "Plan and limits" card."""
+
+    key: str
+    label: str
+    usage: str
+    reached: bool = False
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PlanCard:
+    plan: str
+    lines: list[LimitLine]
+
+
+_UNITS = ("KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
+
+
+def human_bytes(n: int) -> str:
+    """`512 bytes`, `4.9 KiB`, `1 GiB`."""
+    if n < 1024:
+        return f"{n} byte" if n == 1 else f"{n} bytes"
+    value = float(n)
+    for unit in _UNITS:
+        value /= 1024
+        if value < 1024 or unit == _UNITS[-1]:
+            return f"{value:.1f}".removesuffix(".0") + f" {unit}"
+    raise AssertionError("unreachable")
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+_NOTES = {"plan": "", "space": "set for this Space"}
+
+
+def _usage_line(key: str, label: str, usage: dict[str, Any], noun: str) -> LimitLine:
+    used, limit, source = int(usage.get("used") or 0), usage.get("limit"), usage["source"]
+    note = _NOTES.get(source, f"set by {source}")
+    if limit is None:
+        words = human_bytes(used) if key == plans.STORE else _count(used, noun)
+        return LimitLine(key, label, f"{words}, {plans.UNLIMITED}", note=note)
+    if key == plans.STORE:
+        words = f"{human_bytes(used)} of {human_bytes(limit)}"
+    else:
+        words = f"{used} of {_count(limit, noun)}"
+    return LimitLine(key, label, words, reached=used >= limit, note=note)
+
+
+def plan_card(usage: dict[str, Any]) -> PlanCard:
+    """The Space's limits with their usage (`plans.space_usage`, as `GET …/config` shows
+    them) in words: "2 of 5 Hubs", "0 bytes of 4.9 KiB", "unlimited"."""
+    rate, burst = usage[plans.RATE]["limit"], usage[plans.BURST]["limit"]
+    if rate is None:
+        requests = plans.UNLIMITED
+    else:  # without a burst of its own, a token's bucket holds one second's worth
+        requests = f"{rate} a second, bursts of up to {burst or rate}"
+    lines = [
+        _usage_line(plans.HUBS, "Hubs connected at once", usage[plans.HUBS], "Hub"),
+        _usage_line(plans.STORE, "Store", usage[plans.STORE], "byte"),
+        _usage_line(plans.SPACES, "Spaces in the organization", usage[plans.SPACES], "Space"),
+        LimitLine(plans.RATE, "Requests to Hubs per API token", requests),
+    ]
+    return PlanCard(plan=usage["plan"], lines=lines)
 
 
 def describe_load(load: dict[str, Any] | None) -> str:

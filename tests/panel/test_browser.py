@@ -91,6 +91,17 @@ async def test_sign_in_watch_a_hub_turn_healthy_and_disconnect_it(
     assert "Healthy" in row and "lab box" in row and "lab" in row and "CPU" in row
     content = await panel.page.content()
     assert manager.world.admin.token not in content
+
+    # The "Plan and limits" card counts the Hub against a plan of one Hub per Space.
+    h = manager.client
+    assert (await h.post("/api/v1/plans", json={"name": "solo", "hubsPerSpace": 1})).is_success
+    org_plan = f"/api/v1/org/{manager.world.org_id}/plan"
+    assert (await h.put(org_plan, json={"plan": "solo"})).is_success
+    await panel.page.reload()
+    await panel.hub_row("panel-hub", "healthy")
+    plan = await panel.page.inner_text("#plan")
+    assert "Plan and limits" in plan and "solo" in plan
+    assert "1 of 1 Hub" in plan and "limit reached" in plan
     await panel.shot("space-with-healthy-hub")
 
     # seed 000: "selecting the desired Self Hosted Hub and clicking the disconnect button"

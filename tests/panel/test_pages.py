@@ -10,7 +10,7 @@ import time
 
 import httpx
 
-from manager.db.models import Hub
+from manager.db.models import Hub, StoredSequence
 from manager.panel.app import CSP
 from manager.panel.session import CACHE_TTL_S, CSRF_HEADER, SESSION_COOKIE
 from manager.services.access_keys import MAX_LIVE_KEYS
@@ -233,3 +233,84 @@ async def test_hub_list_pages_and_searches_10000_hubs_server_side(
     assert "10 Hubs matching" in found.text and 'data-hub="hub-09007"' in found.text
     assert (await api.get(rows + "?q=100%25")).text.count('data-hub="') == 0
     assert took < 3.0, f"three pages of a 10,000-Hub Space took {took:.2f} s"
+
+
+def limit_rows(html: str) -> dict[str, str]:
+    """The "Plan and limits" card's rows: limit key -> the row's text, tags stripped."""
+    card = html.split('id="plan"', 1)[1].split("</section>", 1)[0]
+    rows = re.findall(r'<tr data-limit="([^"]+)"([^>]*)>(.*?)</tr>', card, re.S)
+    return {
+        key: " ".join(re.sub(r"<[^>]+>", " ", body).split()) + (" [reached]" if attrs else "")
+        for key, attrs, body in rows
+    }
+
+
+async def test_the_space_page_shows_its_plan_and_usage(
+    api: httpx.AsyncClient, svc: Services, world: World
+):
+    await sign_in(api, world.admin.token)
+    space = f"/panel/space/{world.space_id}"
+    page = (await api.get(space)).text
+    assert "Plan and limits" in page and 'id="plan-name">default<' in page
+    assert limit_rows(page) == {
+        "hubsPerSpace": "Hubs connected at once 0 Hubs, unlimited",
+        "storeBytesPerSpace": "Store 0 bytes, unlimited",
+        "spacesPerOrg": "Spaces in the organization 1 Space, unlimited",
+        "requestsPerSecond": "Requests to Hubs per API token unlimited",
+    }
+
+    # The same limits `GET …/config` shows, after an admin puts the org on a plan and sets
+    # this Space's own Hub limit.
+    h = bearer(world.admin)
+    made = await api.post(
+        "/api/v1/plans",
+        headers=h,
+        json={
+            "name": "team",
+            "hubsPerSpace": 5,
+            "spacesPerOrg": 1,
+            "storeBytesPerSpace": 5 * 2**20,
+            "requestsPerSecond": 20,
+        },
+    )
+    assert made.status_code == 201, made.text
+    assert (
+        await api.put(f"/api/v1/org/{world.org_id}/plan", headers=h, json={"plan": "team"})
+    ).status_code == 200
+    resp = await api.put(
+        f"/api/v1/space/{world.space_id}/limits", headers=h, json={"hubsPerSpace": 0}
+    )
+    assert resp.status_code == 200, resp.text
+    async with svc.sessions() as s, s.begin():
+        s.add(
+            StoredSequence(
+                space_id=world.space_id,
+                seq_id="seq-1",
+                size=3 * 2**20 + 2**19,
+                sha256="0" * 64,
+                path="unused",
+                created_ms=int(time.time() * 1000),
+            )
+        )
+    page = (await api.get(space)).text
+    assert 'id="plan-name">team<' in page
+    assert limit_rows(page) == {
+        "hubsPerSpace": "Hubs connected at once 0 of 0 Hubs limit reached (set for this Space) "
+        "[reached]",
+        "storeBytesPerSpace": "Store 3.5 MiB of 5 MiB",
+        "spacesPerOrg": "Spaces in the organization 1 of 1 Space limit reached [reached]",
+        "requestsPerSecond": "Requests to Hubs per API token 20 a second, bursts of up to 20",
+    }
+    config = await api.get(f"/api/v1/space/{world.space_id}/api/v1/config", headers=h)
+    limits = config.json()["config"]["limits"]
+    assert limits["storeBytesPerSpace"] == {
+        "limit": 5 * 2**20,
+        "used": 3 * 2**20 + 2**19,
+        "source": "plan",
+    }
+    assert limits["spacesPerOrg"]["used"] == limits["spacesPerOrg"]["limit"] == 1
+
+    # Another organization's page shows its own plan, not this one.
+    await sign_in(api, world.other_user.token)
+    other = (await api.get(f"/panel/space/{world.other_space_id}")).text
+    assert 'id="plan-name">default<' in other and "team" not in other
