@@ -7,9 +7,9 @@ import asyncio
 import click
 from sqlalchemy import update
 
+from manager.common import now_ms
 from manager.config import Settings
 from manager.db.models import AccessKey
-from manager.services.common import now_ms
 from manager.services.context import Services
 from manager.services.server_secret import rotate_secret
 

@@ -10,27 +10,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import re
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from starlette.types import ASGIApp
 
+from manager.common import MAX_DESCRIPTION, org_id_of
 from manager.config import Settings
 from manager.db.models import AccessKey
 from manager.hubs import keys
 from manager.hubs.control import ControlDecoder
+from manager.hubs.endings import Ending
 from manager.hubs.link import TunnelLink
 from manager.hubs.registry import HubRegistry, LiveHub
 from manager.hubs.state import ID_DROP, LIMIT_EXCEEDED, LOAD, STH_ID, TOPIC
 from manager.hubs.store import HubStore
-from manager.services.common import MAX_DESCRIPTION, org_id_of
-from manager.services.plans import DEFAULT_PLAN, HUBS, Limit
-from manager.services.principal import Principal
-from manager.services.quotas import Quotas
+from manager.principal import Principal
 from manager.tunnel.channel import Channel
 from manager.tunnel.connect import Admission, ConnectRequest
 from manager.tunnel.errors import TunnelError
@@ -80,6 +80,37 @@ class SourceSlot:
                 del self._counts[self._source]
 
 
+class HubLimit(Protocol):
+    def allows(self, used: int, more: int = 1) -> bool: ...
+
+    def describe(self) -> str: ...
+
+
+L = TypeVar("L", bound=HubLimit)
+
+
+class HubQuotas(Protocol[L]):
+    """Where a Space's Hub limit comes from: the plans, which live in `manager.services`
+    (above this layer), so the gate is handed them instead of importing them."""
+
+    async def hub_limit(self, space_id: str, ceiling: int) -> L: ...
+
+    def hub_refused(self, space_id: str, hub_id: str, limit: L, source: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class HubCeiling:
+    """MANAGER_HUB_LIMIT on its own (0: no limit), for a gate without plans."""
+
+    value: int
+
+    def allows(self, used: int, more: int = 1) -> bool:
+        return not self.value or used + more <= self.value
+
+    def describe(self) -> str:
+        return f"hubsPerSpace {self.value} set by MANAGER_HUB_LIMIT"
+
+
 class HubGate:
     def __init__(
         self,
@@ -98,15 +129,20 @@ class HubGate:
         self.tunnels_by_source: dict[str, int] = {}
         self.refused: dict[str, int] = {}
         self.app: ASGIApp | None = None
-        self.quotas: Quotas | None = None  # the plans' Hub limits (Services.build sets it)
+        self.quotas: HubQuotas[Any] | None = None  # the plans (Services.build sets it)
 
     # admission
 
     async def admit(self, request: ConnectRequest) -> Admission:
+        """The one admission of a Hub tunnel, CONNECT or WebSocket: the key, the limits, and
+        what runs the tunnel once the carrier is up (or the status that refuses it)."""
         hello = await self.check(request.target, request.headers, request.peer)
         if isinstance(hello, int):
             return Admission(status=hello)
-        name = f"hub {hello.requested_id or '?'}@{hello.space_id} from {request.peer}"
+        if request.websocket:
+            hello = dataclasses.replace(hello, via_connector=True)
+        carrier = "ws hub" if request.websocket else "hub"
+        name = f"{carrier} {hello.requested_id or '?'}@{hello.space_id} from {request.peer}"
 
         async def run(session: TunnelSession) -> None:
             await self.run_hub(session, hello)
@@ -209,7 +245,7 @@ class HubGate:
         hub.announces_topic_posts = not hello.via_connector
         session.name = f"hub {hub_id}@{hello.space_id}"
         if not self.registry.attach(hub):
-            await _stop_newcomer(link, ID_DROP, "id taken")
+            await _stop_newcomer(link, ID_DROP, Ending.ID_TAKEN)
             return
         reason = "tunnel closed"
         try:
@@ -242,9 +278,9 @@ class HubGate:
                         requested,
                         hello.space_id,
                     )
-                    await _stop_newcomer(link, ID_DROP, "id already connected")
+                    await _stop_newcomer(link, ID_DROP, Ending.ID_TAKEN)
                     return None
-                await existing.link.close("replaced by a new connection")
+                await existing.link.close(Ending.REPLACED)
                 self.registry.detach(existing)
         limit = await self._hub_limit(hello.space_id)
         hub_id = requested
@@ -264,18 +300,16 @@ class HubGate:
             )
             if self.quotas is not None:
                 self.quotas.hub_refused(hello.space_id, hub_id, limit, hello.source)
-            await _stop_newcomer(link, LIMIT_EXCEEDED, "hub limit reached")
+            await _stop_newcomer(link, LIMIT_EXCEEDED, Ending.HUB_LIMIT)
             return None
         return hub_id
 
-    async def _hub_limit(self, space_id: str) -> Limit:
-        """The Space's Hub limit: its plan's (or its own), under MANAGER_HUB_LIMIT. Read from
-        the plans in memory; only the first admission after a start waits for SQL."""
+    async def _hub_limit(self, space_id: str) -> HubLimit:
+        """The Space's Hub limit: its plan's (or its own), under MANAGER_HUB_LIMIT."""
         if self.quotas is None:
-            limit = Limit(HUBS, None, DEFAULT_PLAN, "plan")
-        else:
-            limit = (await self.quotas.current()).space_limit(space_id, HUBS)
-        return limit.under_ceiling(self.settings.hub_limit, "MANAGER_HUB_LIMIT")
+            return HubCeiling(self.settings.hub_limit)
+        limit: HubLimit = await self.quotas.hub_limit(space_id, self.settings.hub_limit)
+        return limit
 
     async def _read_control(self, hub: LiveHub, control: ControlStream, s: TunnelSession) -> str:
         decoder = ControlDecoder()

@@ -14,11 +14,10 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from manager.db import repo
+from manager.common import now_ms
+from manager.db import audit, repo
 from manager.db.models import AccessKey, Hub
 from manager.hubs.registry import LiveHub
-from manager.services import audit
-from manager.services.common import now_ms
 
 _ID_ALPHABET = string.ascii_lowercase + string.digits
 PROOFS_PER_KEY = 50_000  # one per Hub process that used the key; Hubs resend theirs

@@ -11,6 +11,7 @@ import time
 from collections.abc import Sequence
 
 from manager.db.models import AccessKey
+from manager.hubs.endings import Ending
 from manager.hubs.registry import HubRegistry, LiveHub
 from manager.hubs.state import KEY_REVOKED
 from manager.hubs.store import HubStore
@@ -48,7 +49,7 @@ class HubSupervisor:
                 await self._task
         await self.store.save_loads(list(self.registry))
         for hub in list(self.registry):
-            await hub.link.close("manager shutting down")
+            await hub.link.close(Ending.SHUTDOWN)
         # Let each tunnel's own task record its disconnect.
         deadline = time.monotonic() + 5
         while len(self.registry) and time.monotonic() < deadline:
@@ -112,4 +113,4 @@ class HubSupervisor:
 
     @staticmethod
     async def _revoke(hub: LiveHub) -> None:
-        await hub.link.send_and_close(KEY_REVOKED, "access key revoked")
+        await hub.link.send_and_close(KEY_REVOKED, Ending.KEY_REVOKED)

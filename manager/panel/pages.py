@@ -23,9 +23,9 @@ from manager.panel.session import (
     SESSION_COOKIE,
     PanelSessions,
 )
+from manager.principal import Principal
 from manager.services.context import Services
 from manager.services.errors import ServiceError, TooLarge
-from manager.services.principal import Principal
 from manager.services.space_view import iso
 from manager.services.spaces import space_for
 

@@ -25,7 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from manager.db import repo
-from manager.services.principal import Principal
+from manager.principal import Principal
 
 SESSION_COOKIE = "sm_panel"
 PRESESSION_COOKIE = "sm_panel_pre"

@@ -13,11 +13,10 @@ from dataclasses import dataclass
 from passlib.hash import pbkdf2_sha256
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from manager.db import repo
+from manager.common import MAX_DESCRIPTION, now_ms
+from manager.db import audit, repo
 from manager.db.models import AccessKey
 from manager.hubs.keys import derive_key, key_matches, new_prefix
-from manager.services import audit
-from manager.services.common import MAX_DESCRIPTION, now_ms
 from manager.services.errors import Conflict, Invalid, NotFound
 
 MAX_LIVE_KEYS = 5

@@ -13,8 +13,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from manager.db import repo
-from manager.services import audit
+from manager.db import audit, repo
 
 log = logging.getLogger("manager.services")
 

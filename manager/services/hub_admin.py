@@ -13,19 +13,17 @@ from typing import Any
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from manager.db import repo
+from manager.db import audit, repo
 from manager.db.models import Hub
+from manager.hubs.endings import Ending
 from manager.hubs.registry import HubRegistry, LiveHub
 from manager.hubs.state import ID_DROP
-from manager.services import audit
 from manager.services.access_keys import AccessKeyService
 from manager.services.errors import Conflict, Invalid, NotFound
 
-DISCONNECTED = "disconnected by the Space"
-
 
 async def _drop(hub: LiveHub) -> None:
-    await hub.link.send_and_close(ID_DROP, DISCONNECTED)
+    await hub.link.send_and_close(ID_DROP, Ending.DISCONNECTED)
 
 
 async def _gone(registry: HubRegistry, hubs: list[LiveHub], timeout: float = 5.0) -> None:
@@ -66,7 +64,7 @@ async def disconnect(
         raise Invalid('Expected {"id": "<hub>"}, {"limit": 0} or {"accessKey": "<key>"}')
     await asyncio.gather(*(_drop(hub) for hub in targets))
     await _gone(registry, targets)
-    return [{"sthId": h.hub_id, "reason": DISCONNECTED} for h in targets]
+    return [{"sthId": h.hub_id, "reason": Ending.DISCONNECTED.value} for h in targets]
 
 
 async def delete_hub(

@@ -17,10 +17,10 @@ from typing import Any, Final
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from manager.common import now_ms, org_id_of
 from manager.db import repo
 from manager.db.models import Plan
 from manager.services.access_keys import MAX_LIVE_KEYS
-from manager.services.common import now_ms, org_id_of
 from manager.services.errors import Conflict, Invalid, LimitExceeded, NotFound
 
 DEFAULT_PLAN = "default"

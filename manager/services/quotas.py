@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from manager.db import repo
+from manager.common import org_id_of
+from manager.db import audit, repo
 from manager.db.engine import describe_error
-from manager.services import audit, plans
+from manager.services import plans
 from manager.services.audit_stream import AuditWriter
-from manager.services.common import org_id_of
 from manager.services.plans import Limit, PlanLimits
 
 log = logging.getLogger("manager.services")
@@ -103,6 +103,12 @@ class Quotas:
 
     def refused(self, limit: str) -> None:
         self.refusals[limit] = self.refusals.get(limit, 0) + 1
+
+    async def hub_limit(self, space_id: str, ceiling: int) -> Limit:
+        """A Space's Hub limit for the gate: its plan's (or its own), under the global
+        ceiling (MANAGER_HUB_LIMIT). From memory; only the first call after a start waits."""
+        limit = (await self.current()).space_limit(space_id, plans.HUBS)
+        return limit.under_ceiling(ceiling, "MANAGER_HUB_LIMIT")
 
     def hub_refused(self, space_id: str, hub_id: str, limit: Limit, source: str) -> None:
         """A Hub sent LIMIT_EXCEEDED: counted, and in the Space's audit stream."""

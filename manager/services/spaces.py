@@ -8,12 +8,12 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from manager.common import new_org_id, now_ms, space_id_for
 from manager.db import repo
 from manager.db.models import Organization, Space
+from manager.principal import Principal
 from manager.services import plans
-from manager.services.common import new_org_id, now_ms, space_id_for
 from manager.services.errors import Conflict, Forbidden, Invalid, NotFound
-from manager.services.principal import Principal
 from manager.services.tokens import IssuedToken, TokenService
 
 

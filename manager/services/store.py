@@ -23,10 +23,10 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from manager.common import now_ms
 from manager.db import repo
 from manager.db.models import StoredSequence
 from manager.services import plans
-from manager.services.common import now_ms
 from manager.services.errors import Invalid, LimitExceeded, NotFound, TooLarge, Unprocessable
 
 _SEQ_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@+-]{0,199}$")

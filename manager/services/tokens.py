@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from manager.common import now_ms
 from manager.db import repo
 from manager.db.models import ApiToken
-from manager.services.common import now_ms
+from manager.principal import Principal
 from manager.services.errors import NotFound
-from manager.services.principal import Principal
 
 CACHE_TTL_S = 2.0
 STALE_OK_S = 600.0  # how long a cached token outlives a database outage

@@ -33,9 +33,12 @@ _CONNECT = b"CONNECT "
 
 @dataclass(frozen=True, slots=True)
 class ConnectRequest:
+    """A tunnel's opening request, whichever carrier brought it."""
+
     target: str
     headers: dict[str, str]
     peer: str
+    websocket: bool = False  # a WebSocket upgrade rather than CONNECT
 
 
 @dataclass(slots=True)

@@ -17,7 +17,7 @@ from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from manager.panel.session import CSRF_HEADER, SESSION_COOKIE, PanelSessions
-from manager.services.principal import Principal
+from manager.principal import Principal
 from manager.services.tokens import TokenService
 from manager.web.errors import DB_UNAVAILABLE, database_unavailable, error_response
 

@@ -8,9 +8,9 @@ from typing import Any
 from starlette.requests import Request
 
 from manager.db.models import Space
+from manager.principal import Principal
 from manager.services.context import Services
 from manager.services.errors import Invalid, TooLarge
-from manager.services.principal import Principal
 from manager.services.spaces import space_for
 
 MAX_JSON_BODY = 64 * 1024

@@ -22,8 +22,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from manager import __version__
+from manager.common import MAX_DESCRIPTION
 from manager.services import plans
-from manager.services.common import MAX_DESCRIPTION
 
 JSON = dict[str, Any]
 

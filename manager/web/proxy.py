@@ -19,13 +19,13 @@ from urllib.parse import quote, unquote
 from starlette.requests import Request
 from starlette.types import Message, Receive, Scope, Send
 
-from manager.db import repo
+from manager.common import org_id_of
+from manager.db import audit, repo
 from manager.hubs.announcements import Expected
 from manager.hubs.client import Body
 from manager.hubs.errors import HubError
 from manager.hubs.registry import LiveHub
-from manager.services import audit, placement
-from manager.services.common import org_id_of
+from manager.services import placement
 from manager.services.context import Services
 from manager.services.errors import Invalid, NotFound, Unavailable
 from manager.services.spaces import space_for

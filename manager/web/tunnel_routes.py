@@ -9,21 +9,19 @@ connector can act on: 4403 (key refused: stop), 4429 (too many failures: retry l
 
 from __future__ import annotations
 
-import dataclasses
-
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket
 
+from manager.hubs.endings import Ending
 from manager.services.context import Services
-from manager.tunnel.session import TunnelSession
+from manager.tunnel.connect import ConnectRequest
 from manager.tunnel.websocket import run_websocket_tunnel
 
 REFUSALS = {403: (4403, "access key refused"), 429: (4429, "too many attempts or tunnels")}
-ENDINGS = {
-    "id already connected": (4409, "id already connected"),
-    "id taken": (4409, "id already connected"),
-    "hub limit reached": (4413, "Hub limit reached"),
-    "access key revoked": (4401, "access key revoked"),
+ENDINGS: dict[str, tuple[int, str]] = {  # keyed by Ending, which are strings
+    Ending.ID_TAKEN: (4409, "id already connected"),
+    Ending.HUB_LIMIT: (4413, "Hub limit reached"),
+    Ending.KEY_REVOKED: (4401, "access key revoked"),
 }
 
 
@@ -39,28 +37,17 @@ async def hub_websocket(ws: WebSocket) -> None:
     svc: Services = ws.app.state.services
     peer = ws.client.host if ws.client else "?"
     headers = {k.lower(): v for k, v in ws.headers.items()}
-    hello = await svc.gate.check(ws.url.path, headers, peer)
+    admission = await svc.gate.admit(ConnectRequest(ws.url.path, headers, peer, websocket=True))
     try:
         await ws.accept()
-    except BaseException:
-        if not isinstance(hello, int):
-            hello.slot.release()
-        raise
-    if isinstance(hello, int):
-        code, reason = REFUSALS.get(hello, (4400, "refused"))
-        await ws.close(code=code, reason=reason)
-        return
-
-    joined = dataclasses.replace(hello, via_connector=True)
-
-    async def run(session: TunnelSession) -> None:
-        await svc.gate.run_hub(session, joined)
-
-    name = f"ws hub {hello.requested_id or '?'}@{hello.space_id} from {peer}"
-    try:
-        await run_websocket_tunnel(ws, run, name=name, close_code=close_code)
+        if admission.run is None:
+            code, reason = REFUSALS.get(admission.status, (4400, "refused"))
+            await ws.close(code=code, reason=reason)
+            return
+        await run_websocket_tunnel(ws, admission.run, name=admission.name, close_code=close_code)
     finally:
-        hello.slot.release()  # also when the socket died before `run` started
+        if admission.abandon is not None:
+            admission.abandon()  # also when the socket died before `run` started
 
 
 routes = [

@@ -9,8 +9,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
+from manager.db import audit
 from manager.db.models import AuditEvent
-from manager.services import audit
 from manager.services.audit_stream import AuditWriter
 from manager.services.context import Services
 from tests.conftest import World

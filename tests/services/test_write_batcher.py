@@ -11,9 +11,9 @@ from sqlalchemy import event, func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
+from manager.db import audit
 from manager.db.models import AuditEvent
 from manager.hubs.store import WriteBatcher
-from manager.services import audit
 from manager.services.context import Services
 from tests.conftest import World
 

@@ -1,4 +1,5 @@
-"""Small shared helpers for the services: the clock and identifiers."""
+"""Small helpers every layer shares: the clock and identifiers. A leaf (it imports nothing
+of ours), so the Hub layer can use them without reaching up into the services."""
 
 from __future__ import annotations
 

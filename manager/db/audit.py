@@ -12,9 +12,9 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from manager.common import now_ms, org_id_of
 from manager.db import repo
 from manager.db.models import AuditEvent
-from manager.services.common import now_ms, org_id_of
 
 HUB_CONNECTED = 14000
 HUB_DISCONNECTED = 14001

@@ -1,0 +1,20 @@
+"""Why the manager ends a Hub's tunnel, as one set of names.
+
+These words travel: into the Hub row's `disconnectReason` (si and the Panel show them), into
+logs, and to the web layer, which turns some into WebSocket close codes a connector acts on.
+An enum keeps the layers from matching each other's strings. Each value is the text users
+already see, so nothing they read changes.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Ending(StrEnum):
+    ID_TAKEN = "id already connected"
+    HUB_LIMIT = "hub limit reached"
+    KEY_REVOKED = "access key revoked"
+    DISCONNECTED = "disconnected by the Space"
+    REPLACED = "replaced by a new connection"
+    SHUTDOWN = "manager shutting down"
