@@ -47,8 +47,10 @@ def create_app(svc: Services, *, own_services: bool = False) -> Starlette:
             Route("/", root, methods=["GET"]),
             Route("/healthz", root, methods=["GET"]),
             Route("/api/v1/openapi.json", openapi.serve, methods=["GET"]),
-            *platform_routes.routes,
+            # The Space routes first: the proxied Hub API is the hot path, and no platform
+            # route's path starts with a Space's `/api/v1/space/<id>/api/v1/`.
             *space_routes.routes,
+            *platform_routes.routes,
             *tunnel_routes.routes,
             Mount("/panel", app=create_panel(svc, panel)),
         ],

@@ -10,10 +10,10 @@ drops without the final chunk), so the client can tell it from a complete one.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 from collections.abc import AsyncIterator
+from typing import Any
 from urllib.parse import quote, unquote
 
 from starlette.requests import Request
@@ -60,6 +60,9 @@ _TOPIC_POST = re.compile(rb"^/api/v1/topic/([^/?]+)(\?.*)?$")
 # How long the end of a topic POST waits for the Hub's announcement (announcements.py);
 # it normally arrives within milliseconds.
 ANNOUNCE_TIMEOUT_S = 2.0
+# A proxied exchange still running after this long gets a task that listens for the client
+# leaving (see _Exchange.run).
+WATCH_AFTER_S = 0.05
 
 
 Headers = list[tuple[bytes, bytes]]
@@ -204,6 +207,10 @@ class _Exchange:
         self.body_done = asyncio.Event()
         self.started = False
         self.status = 0
+        self.task: asyncio.Task[Any] | None = None
+        self.watcher: asyncio.Future[None] | None = None
+        self.client_left = False
+        self.finished = False
 
     def framing(self) -> tuple[Headers, bool]:
         """The body's framing headers for the Hub, and whether there is a body."""
@@ -237,29 +244,41 @@ class _Exchange:
         self.body_done.set()
 
     async def watch_client(self) -> None:
-        """After the request body, the only thing left to hear is the client leaving."""
+        """After the request body, the only thing left to hear is the client leaving; then
+        the exchange (running in the request's own task) is cancelled."""
         await self.body_done.wait()
         while True:
             message: Message = await self.receive()
             if message["type"] == "http.disconnect":
-                return
+                break
+        if self.task is not None and not self.finished:
+            self.client_left = True
+            self.task.cancel()  # leaving the Hub stream resets the channel
+
+    def start_watching(self) -> None:
+        self.watcher = asyncio.ensure_future(self.watch_client())
 
     async def run(self, target: bytes, headers: Headers) -> None:
+        """Forward in this task. Most answers take a few milliseconds, and a task to watch
+        for the client leaving cost more than the rest of such a request; so the watcher
+        starts only once the exchange has taken WATCH_AFTER_S (a stream, a slow Hub)."""
         framing, has_body = self.framing()
         if not has_body:
             self.body_done.set()
-        forward = asyncio.ensure_future(
-            self.forward(target, headers + framing, self.body() if has_body else None)
-        )
-        watcher = asyncio.ensure_future(self.watch_client())
+        self.task = asyncio.current_task()
+        timer = asyncio.get_running_loop().call_later(WATCH_AFTER_S, self.start_watching)
         try:
-            await asyncio.wait({forward, watcher}, return_when=asyncio.FIRST_COMPLETED)
+            await self.forward(target, headers + framing, self.body() if has_body else None)
+        except asyncio.CancelledError:
+            if not self.client_left:
+                raise
+            assert self.task is not None
+            self.task.uncancel()  # ours, not the server's: the request just ends
         finally:
-            watcher.cancel()
-            if not forward.done():
-                forward.cancel()  # the client left: leaving the stream resets the channel
-            with contextlib.suppress(asyncio.CancelledError, _ClientGone):
-                await forward
+            self.finished = True
+            timer.cancel()
+            if self.watcher is not None:
+                self.watcher.cancel()
             if self.hold_end is not None:
                 self.hold_end.cancel()
 
