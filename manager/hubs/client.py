@@ -40,7 +40,7 @@ Body = bytes | AsyncIterable[bytes] | None
 
 HOST = b"hub"  # what a Hub sees as Host; it serves one site, so any name does
 READ_SIZE = 64 * 1024
-MAX_IDLE = 16
+MAX_IDLE = 64  # keep-alive channels kept per Hub (more concurrent requests open new ones)
 # Node's HTTP server closes a keep-alive socket idle for 5 s; reusing one that close is
 # racing would fail a request the Hub never saw, so channels idle longer are not reused.
 IDLE_EXPIRY_S = 4.0
