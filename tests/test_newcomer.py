@@ -155,7 +155,9 @@ def test_make_run_first_start_tells_a_newcomer_everything(tmp_path: Path):
             "--space",
             space_id,
             "--description",
-            argv[-1],
+            "my hub",
+            "--platform-api",
+            manager.url,
         ], argv
         made = subprocess.run(
             key_line.group(1),
@@ -169,6 +171,8 @@ def test_make_run_first_start_tells_a_newcomer_everything(tmp_path: Path):
         assert made.returncode == 0, made.stderr
         key = made.stdout.strip()
         assert key and "\n" not in key, made.stdout
+        # The Hub command it prints names this manager (not the default port), ready to run.
+        assert f"scramjet-transform-hub --platform-api {manager.url} " in made.stderr, made.stderr
         keys = httpx.get(f"{manager.url}/api/v1/space/{space_id}/apikey", headers=auth, timeout=5)
         assert keys.status_code == 200 and len(keys.json()["accessKeys"]) == 1, keys.text
 

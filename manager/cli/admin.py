@@ -240,10 +240,20 @@ def access_key() -> None:
 @access_key.command("create")
 @click.option("--space", "space_id", required=True, help="Space id.")
 @click.option("--description", default="", help="What the key is for.")
+@click.option(
+    "--platform-api",
+    "platform_api",
+    default=None,
+    help="This manager's URL as Hubs reach it, for the printed Hub command "
+    "(default: MANAGER_PUBLIC_URL, else http://MANAGER_HOST:MANAGER_PORT).",
+)
 @click.pass_context
-def key_create(ctx: click.Context, space_id: str, description: str) -> None:
+def key_create(
+    ctx: click.Context, space_id: str, description: str, platform_api: str | None
+) -> None:
     """Create a key; it is printed once, with the Hub command line that uses it."""
     settings = settings_of(ctx)
+    url = (platform_api or settings.effective_public_url).rstrip("/")
 
     async def work(svc: Services, s: AsyncSession) -> tuple[str, str]:
         row = await repo.get_space(s, space_id)
@@ -256,7 +266,7 @@ def key_create(ctx: click.Context, space_id: str, description: str) -> None:
     click.echo(key)
     click.echo(
         "\nStart a Hub in this Space with:\n"
-        f"  scramjet-transform-hub --platform-api {settings.effective_public_url} "
+        f"  scramjet-transform-hub --platform-api {url} "
         f'--platform-space {org_id}:{space_id} --platform-api-key "{key}" --id NAME',
         err=True,
     )

@@ -117,6 +117,9 @@ def announce_bootstrap(made: Bootstrap, settings: Settings) -> None:
             made.space.id,
             "--description",
             "my hub",
+            # The server's URL (its --port may not be the default the command would assume).
+            "--platform-api",
+            url,
         ]
     )
     click.echo(
