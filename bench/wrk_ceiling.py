@@ -24,7 +24,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.harness import Manager, cpu_seconds, free_port
+from bench.harness import Manager, cpu_seconds, free_port, stop_peers
 from tests.interop.sth import _install, hub_argv
 
 CONCURRENCY = (1, 16, 64)
@@ -164,11 +164,7 @@ def main() -> None:
         )
     finally:
         for proc in procs:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop_peers(proc)
         manager.cleanup()
         shutil.rmtree(scratch, ignore_errors=True)
 

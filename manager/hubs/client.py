@@ -97,12 +97,6 @@ class HubResponse:
         self.headers = headers
         self.complete = False
 
-    def header(self, name: bytes) -> bytes | None:
-        for key, value in self.headers:
-            if key == name:
-                return value
-        return None
-
     async def chunks(self) -> AsyncIterator[bytes]:
         """The body, chunk by chunk as the Hub sends it; HubError if it is cut short."""
         while not self.complete:

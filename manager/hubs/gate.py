@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import json
 import logging
 import re
 import time
-from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from dataclasses import dataclass, replace
+from typing import Any
 
 from starlette.types import ASGIApp
 
@@ -26,6 +25,7 @@ from manager.db.models import AccessKey
 from manager.hubs import keys
 from manager.hubs.control import ControlDecoder
 from manager.hubs.endings import Ending
+from manager.hubs.limits import HubCeiling, HubLimit, HubQuotas
 from manager.hubs.link import TunnelLink
 from manager.hubs.registry import HubRegistry, LiveHub
 from manager.hubs.state import ID_DROP, LIMIT_EXCEEDED, LOAD, STH_ID, TOPIC
@@ -80,37 +80,6 @@ class SourceSlot:
                 del self._counts[self._source]
 
 
-class HubLimit(Protocol):
-    def allows(self, used: int, more: int = 1) -> bool: ...
-
-    def describe(self) -> str: ...
-
-
-L = TypeVar("L", bound=HubLimit)
-
-
-class HubQuotas(Protocol[L]):
-    """Where a Space's Hub limit comes from: the plans, which live in `manager.services`
-    (above this layer), so the gate is handed them instead of importing them."""
-
-    async def hub_limit(self, space_id: str, ceiling: int) -> L: ...
-
-    def hub_refused(self, space_id: str, hub_id: str, limit: L, source: str) -> None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class HubCeiling:
-    """MANAGER_HUB_LIMIT on its own (0: no limit), for a gate without plans."""
-
-    value: int
-
-    def allows(self, used: int, more: int = 1) -> bool:
-        return not self.value or used + more <= self.value
-
-    def describe(self) -> str:
-        return f"hubsPerSpace {self.value} set by MANAGER_HUB_LIMIT"
-
-
 class HubGate:
     def __init__(
         self,
@@ -140,7 +109,7 @@ class HubGate:
         if isinstance(hello, int):
             return Admission(status=hello)
         if request.websocket:
-            hello = dataclasses.replace(hello, via_connector=True)
+            hello = replace(hello, via_connector=True)
         carrier = "ws hub" if request.websocket else "hub"
         name = f"{carrier} {hello.requested_id or '?'}@{hello.space_id} from {request.peer}"
 
@@ -240,7 +209,7 @@ class HubGate:
         hub_id = await self._claim_id(hello, link)
         if hub_id is None:
             return
-        link.hub_id = hub_id  # the Hub client's errors name the Hub
+        link.client.hub_id = hub_id  # known now; the client's errors name the Hub
         hub = LiveHub(hello.space_id, hub_id, link, access_key_id=hello.key_id, source=hello.source)
         hub.announces_topic_posts = not hello.via_connector
         session.name = f"hub {hub_id}@{hello.space_id}"

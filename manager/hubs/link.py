@@ -30,14 +30,6 @@ class TunnelLink:
         self.control = control
         self.client = HubClient(session, max_in_flight=max_requests, open_timeout=open_timeout)
 
-    @property
-    def hub_id(self) -> str:
-        return self.client.hub_id
-
-    @hub_id.setter
-    def hub_id(self, value: str) -> None:
-        self.client.hub_id = value  # known once the Hub has said who it is
-
     async def release(self) -> None:
         """Drop idle channels with the tunnel and refuse new requests."""
         self.client.close()
