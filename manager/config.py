@@ -55,6 +55,11 @@ class Settings:
     max_tunnels_per_source: int = 1000
     max_requests_per_hub: int = 256
     loop: str = "auto"
+    # Several replicas (manager.replicas): where the others reach this one, and the lease.
+    peer_url: str | None = None
+    peer_port: int | None = None
+    peer_secret: str | None = None
+    lease_s: float = 10.0
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -76,6 +81,10 @@ class Settings:
             max_tunnels_per_source=_int_env("MANAGER_MAX_TUNNELS_PER_SOURCE", 1000),
             max_requests_per_hub=_int_env("MANAGER_MAX_REQUESTS_PER_HUB", 256),
             loop=_choice_env("MANAGER_LOOP", ("auto", "asyncio", "uvloop")),
+            peer_url=env.get("MANAGER_PEER_URL") or None,
+            peer_port=_int_env("MANAGER_PEER_PORT", 0) or None,
+            peer_secret=env.get("MANAGER_PEER_SECRET") or None,
+            lease_s=float(_int_env("MANAGER_REPLICA_LEASE_S", 10)),
         )
 
     def with_overrides(self, **changes: object) -> Settings:
@@ -86,6 +95,15 @@ class Settings:
     def replica(self) -> str:
         """Stable across restarts, so a restarted replica can release the Hubs it held."""
         return self.replica_id or f"{socket.gethostname()}:{self.port}"
+
+    @property
+    def effective_peer_url(self) -> str:
+        """Where other replicas forward requests for the Hubs this one holds."""
+        if self.peer_url:
+            return self.peer_url.rstrip("/")
+        host = self.host if self.host not in ("0.0.0.0", "::", "") else socket.gethostname()
+        scheme = "https" if self.ssl_certfile and not self.peer_port else "http"
+        return f"{scheme}://{host}:{self.peer_port or self.port}"
 
     @property
     def effective_database_url(self) -> str:

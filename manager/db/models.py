@@ -110,6 +110,20 @@ class Hub(Base):
     last_load: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     last_load_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     network_info: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
+    # Incremented on every admission: a route to (replica, epoch) that no longer matches is
+    # stale, whichever replica holds the Hub now (manager.replicas).
+    epoch: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+
+
+class Replica(Base):
+    """A running manager replica, alive while its lease is in the future."""
+
+    __tablename__ = "replicas"
+
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    peer_url: Mapped[str] = mapped_column(String(500))
+    started_ms: Mapped[int] = mapped_column(BigInteger)
+    lease_until_ms: Mapped[int] = mapped_column(BigInteger)
 
 
 class AuditEvent(Base):

@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
-from typing import cast
+from typing import Protocol, cast
 
 import h11
 
@@ -31,9 +31,7 @@ from manager.hubs.errors import (
     HubTimeout,
     HubUnavailable,
 )
-from manager.tunnel.channel import Channel
 from manager.tunnel.errors import ChannelOpenTimeout, TooManyChannels, TunnelClosed, TunnelError
-from manager.tunnel.session import TunnelSession
 
 Headers = list[tuple[bytes, bytes]]
 Body = bytes | AsyncIterable[bytes] | None
@@ -47,12 +45,42 @@ IDLE_EXPIRY_S = 4.0
 DEFAULT_OPEN_TIMEOUT_S = 10.0
 
 
+class ByteStream(Protocol):
+    """What a request travels on: a tunnel channel (`manager.tunnel.channel.Channel`), or a
+    connection to the replica holding the Hub (`manager.hubs.peers`)."""
+
+    closed: asyncio.Event
+
+    @property
+    def has_data(self) -> bool: ...
+
+    @property
+    def at_eof(self) -> bool: ...
+
+    async def read(self, max_bytes: int = 65536) -> bytes: ...
+
+    async def write(self, data: bytes) -> None: ...
+
+    def abort(self) -> None: ...
+
+
+class StreamSource(Protocol):
+    """Opens byte streams to one Hub (its tunnel) or to one peer replica."""
+
+    name: str
+
+    @property
+    def is_closed(self) -> bool: ...
+
+    async def open_channel(self, timeout: float = 10.0) -> ByteStream: ...
+
+
 class _Conn:
     """One channel and the HTTP/1.1 state on it."""
 
     __slots__ = ("body_error", "channel", "http", "idle_since", "sender")
 
-    def __init__(self, channel: Channel) -> None:
+    def __init__(self, channel: ByteStream) -> None:
         self.channel = channel
         self.http = h11.Connection(h11.CLIENT)
         self.idle_since = 0.0
@@ -119,11 +147,12 @@ class HubResponse:
 
 
 class HubClient:
-    """HTTP to one Hub over its tunnel; made with the tunnel, closed with it."""
+    """HTTP to one Hub over its tunnel, made with the tunnel and closed with it; or, over
+    TCP, to one peer replica (`manager.hubs.peers`)."""
 
     def __init__(
         self,
-        session: TunnelSession,
+        session: StreamSource,
         hub_id: str = "",
         *,
         max_in_flight: int = 0,
@@ -144,10 +173,14 @@ class HubClient:
         target: bytes,
         headers: Iterable[tuple[bytes, bytes]] = (),
         body: Body = None,
+        *,
+        expect_continue: bool = False,
     ) -> AsyncIterator[HubResponse]:
         """Send a request and yield the response once its head arrives; the body streams
         both ways with the channel's back-pressure. Leaving the block early (or an error)
-        resets the channel, so the Hub stops producing."""
+        resets the channel, so the Hub stops producing. With `expect_continue` the body
+        waits for the server's `100 Continue`: a final answer instead (a peer's 409 for a
+        stale route) leaves the body unread, so the caller can send it elsewhere."""
         if self._closed or self.session.is_closed:
             raise HubUnavailable(f"Hub {self.hub_id} is not connected")
         limit = self.max_in_flight
@@ -160,7 +193,7 @@ class HubClient:
         response: HubResponse | None = None
         try:
             conn = await self._checkout()
-            response = await self._exchange(conn, method, target, headers, body)
+            response = await self._exchange(conn, method, target, headers, body, expect_continue)
             yield response
         finally:
             self.in_flight -= 1
@@ -241,9 +274,14 @@ class HubClient:
         target: bytes,
         headers: Iterable[tuple[bytes, bytes]],
         body: Body,
+        expect_continue: bool = False,
     ) -> HubResponse:
         http = conn.http
         head = [(b"host", HOST), *headers]
+        if body is None:
+            expect_continue = False
+        elif expect_continue:
+            head.append((b"expect", b"100-continue"))
         framed = any(name in (b"content-length", b"transfer-encoding") for name, _ in head)
         if isinstance(body, bytes):
             if not framed:
@@ -253,6 +291,14 @@ class HubClient:
         try:
             data = http.send(h11.Request(method=method, target=target, headers=head))
             assert data is not None
+            if expect_continue:
+                await conn.write(data)
+                event = await conn.next_event(self.hub_id)
+                if type(event) is h11.Response:
+                    return HubResponse(conn, self.hub_id, event.status_code, list(event.headers))
+                if type(event) is not h11.InformationalResponse:
+                    raise HubGone(f"Hub {self.hub_id} closed the channel without answering")
+                data = b""
             if isinstance(body, bytes):
                 if body:
                     data += http.send(h11.Data(data=body)) or b""

@@ -13,7 +13,6 @@ import contextlib
 import json
 import logging
 import re
-import time
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -27,7 +26,8 @@ from manager.hubs.control import ControlDecoder
 from manager.hubs.endings import Ending
 from manager.hubs.limits import HubCeiling, HubLimit, HubQuotas
 from manager.hubs.link import TunnelLink
-from manager.hubs.registry import HubRegistry, LiveHub
+from manager.hubs.registry import HubRegistry, LiveHub, tunnel_alive
+from manager.hubs.routing import HubRoutes
 from manager.hubs.state import ID_DROP, LIMIT_EXCEEDED, LOAD, STH_ID, TOPIC
 from manager.hubs.store import HubStore
 from manager.principal import Principal
@@ -41,7 +41,6 @@ log = logging.getLogger("manager.hubs")
 
 FIRST_FRAME_DELAY_S = 0.25
 CONTROL_OPEN_TIMEOUT_S = 5.0
-ALIVE_WITHIN_S = 7.0  # a live Hub sends LOAD every 5 s
 NEWCOMER_READY_S = 2.0  # how long a refused Hub gets to send its first control line
 _HUB_ID = re.compile(r"^[A-Za-z0-9_.:@+-]{1,200}$")
 _CPM_PATH = re.compile(r"^/api/v1/cpm/([^/]+)/api/v1(/.*)?$")
@@ -99,6 +98,7 @@ class HubGate:
         self.refused: dict[str, int] = {}
         self.app: ASGIApp | None = None
         self.quotas: HubQuotas[Any] | None = None  # the plans (Services.build sets it)
+        self.routes: HubRoutes | None = None  # other replicas' Hubs (Services.build sets it)
 
     # admission
 
@@ -241,7 +241,7 @@ class HubGate:
         if requested:
             existing = self.registry.get(hello.space_id, requested)
             if existing is not None:
-                if _alive(existing):
+                if tunnel_alive(existing):
                     log.warning(
                         "hub %s@%s: id already connected; dropping the newcomer",
                         requested,
@@ -251,6 +251,16 @@ class HubGate:
                     return None
                 await existing.link.close(Ending.REPLACED)
                 self.registry.detach(existing)
+            elif self.routes is not None and await self.routes.held_elsewhere(
+                hello.space_id, requested
+            ):
+                log.warning(
+                    "hub %s@%s: id connected on another replica; dropping the newcomer",
+                    requested,
+                    hello.space_id,
+                )
+                await _stop_newcomer(link, ID_DROP, Ending.ID_TAKEN)
+                return None
         limit = await self._hub_limit(hello.space_id)
         hub_id = requested
         if not hub_id:
@@ -343,15 +353,6 @@ def _usable(row: AccessKey | None, space_id: str) -> int | None:
     if row is None or row.space_id != space_id or row.revoked_ms is not None:
         return None
     return row.id
-
-
-def _alive(hub: LiveHub) -> bool:
-    session = getattr(hub.link, "session", None)
-    if session is None:
-        return True
-    if session.is_closed:
-        return False
-    return bool(time.monotonic() - session.last_frame_at < ALIVE_WITHIN_S)
 
 
 def _space_of(target: str) -> str | None:

@@ -40,6 +40,7 @@ class LiveHub:
     connected_at: float = field(default_factory=time.monotonic)
     db_id: int | None = None
     connected_ms: int | None = None
+    epoch: int = 0  # this admission's, from SQL (manager.replicas: stale routes)
     load_dirty: bool = False
     # The STH itself (CONNECT) announces every topic a client POSTs to it and waits for that
     # write before it listens for the request's end; Hubs joined by `space-manager connect`
@@ -60,6 +61,20 @@ class LiveHub:
     def in_flight(self) -> int:
         """Requests to the Hub now in progress (proxied and the manager's own)."""
         return self.link.client.in_flight
+
+
+ALIVE_WITHIN_S = 7.0  # a live Hub sends LOAD every 5 s
+
+
+def tunnel_alive(hub: LiveHub) -> bool:
+    """Whether the Hub's tunnel carried anything lately (a newcomer with its id may take
+    over a silent one, not a live one)."""
+    session = getattr(hub.link, "session", None)
+    if session is None:
+        return True
+    if session.is_closed:
+        return False
+    return bool(time.monotonic() - session.last_frame_at < ALIVE_WITHIN_S)
 
 
 class HubRegistry:

@@ -63,6 +63,36 @@ class HubState:
             self.messages += 1
         return ok
 
+    def snapshot(self) -> dict[str, Any]:
+        """What another replica needs to show this Hub in the Space's views (JSON-ready)."""
+        return {
+            "sequences": self.sequences,
+            "instances": self.instances,
+            "topics": [vars(t) for t in self.topics.values()],
+            "load": self.load,
+            "messages": self.messages,
+        }
+
+    @classmethod
+    def from_snapshot(cls, hub_id: str, data: dict[str, Any]) -> HubState:
+        """The inverse of `snapshot`, for a Hub another replica holds; malformed parts are
+        left empty rather than trusted."""
+        state = cls(hub_id=hub_id)
+        if isinstance(data.get("sequences"), dict):
+            state.sequences = data["sequences"]
+        if isinstance(data.get("instances"), dict):
+            state.instances = data["instances"]
+        for raw in data.get("topics") or []:
+            if isinstance(raw, dict) and isinstance(raw.get("name"), str):
+                known = {k: raw[k] for k in vars(TopicInfo(name="")) if k in raw}
+                state.topics[raw["name"]] = TopicInfo(**known)
+        if isinstance(data.get("load"), dict):
+            state.load = data["load"]
+            state.load_at = time.monotonic()
+        if isinstance(data.get("messages"), int):
+            state.messages = data["messages"]
+        return state
+
     def sequence_list(self) -> list[dict[str, Any]]:
         return [dict(seq, location=self.hub_id) for seq in self.sequences.values()]
 

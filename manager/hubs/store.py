@@ -13,9 +13,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm.attributes import set_committed_value
 
 from manager.common import now_ms
-from manager.db import audit, repo
+from manager.db import audit, repo, routing
 from manager.db.models import AccessKey, Hub
 from manager.hubs.registry import LiveHub
 
@@ -157,6 +158,8 @@ class HubStore:
             )
             await s.flush()
             hub.db_id = row.id
+            hub.epoch = await routing.bump_epoch(s, row.id)
+            set_committed_value(row, "epoch", hub.epoch)  # a disconnect in this batch reads it
 
         await self._writes.run(write)
 
@@ -167,11 +170,11 @@ class HubStore:
             row = await repo.get_hub(s, hub.space_id, hub.hub_id)
             if row is None:
                 return
-            # When a newer tunnel of this Hub id already took over, its state is the truth.
-            if (row.last_connected_ms or 0) <= (hub.connected_ms or 0):
-                if row.replica in (self.replica, None):
-                    row.connected = False
-                    row.replica = None
+            # When a newer tunnel of this Hub id already took over (here or on another
+            # replica: a higher epoch), its state is the truth.
+            if row.epoch == hub.epoch:
+                row.connected = False
+                row.replica = None
                 row.last_disconnected_ms = stamp
                 row.disconnect_reason = reason[:500]
             if hub.state.load is not None:

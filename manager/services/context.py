@@ -10,9 +10,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from manager.config import Settings
 from manager.db.engine import make_engine, make_sessionmaker
 from manager.hubs.gate import HubGate
+from manager.hubs.peers import peer_secret
 from manager.hubs.registry import HubRegistry
+from manager.hubs.routing import HubRoutes
 from manager.hubs.store import HubStore
 from manager.hubs.supervisor import HubSupervisor
+from manager.replicas.lease import ReplicaLease
 from manager.services.access_keys import AccessKeyService
 from manager.services.audit_stream import AuditWriter
 from manager.services.quotas import Quotas
@@ -41,6 +44,9 @@ class Services:
     topics: TopicBoard
     router: TopicRouter
     quotas: Quotas
+    routes: HubRoutes
+    lease: ReplicaLease
+    peer_secret: str
     listing: HubListing = field(default_factory=HubListing)
     started: float = field(default_factory=time.monotonic)
 
@@ -56,6 +62,9 @@ class Services:
         supervisor = HubSupervisor(registry, store, load_flush_s=settings.load_flush_s)
         keys.on_revoked = supervisor.on_keys_revoked
         gate = HubGate(settings, registry, store, secret)
+        peers = peer_secret(secret, settings.peer_secret)
+        routes = HubRoutes(registry, sessions, settings.replica, peers)
+        gate.routes = routes
         audit = AuditWriter(sessions)
         gate.quotas = quotas = Quotas(sessions)
         quotas.audit = audit
@@ -77,6 +86,15 @@ class Services:
             topics=board,
             router=TopicRouter(registry, board),
             quotas=quotas,
+            routes=routes,
+            lease=ReplicaLease(
+                sessions,
+                registry,
+                settings.replica,
+                settings.effective_peer_url,
+                settings.lease_s,
+            ),
+            peer_secret=peers,
         )
 
     async def aclose(self) -> None:

@@ -7,10 +7,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from manager.hubs.errors import HubError
-from manager.hubs.registry import HubRegistry, LiveHub
+from manager.services.space_hubs import AnyHub
 
 log = logging.getLogger("manager.services")
 
@@ -19,23 +19,24 @@ RESCAN_S = 2.0
 MAX_LINE = 1024 * 1024
 
 
-async def merged_logs(registry: HubRegistry, space_id: str) -> AsyncIterator[bytes]:
+async def merged_logs(hubs: Callable[[], Awaitable[list[AnyHub]]]) -> AsyncIterator[bytes]:
+    """`hubs` lists the Space's connected Hubs (on every replica) each time it is called."""
     queue: asyncio.Queue[bytes] = asyncio.Queue(QUEUE_LINES)
-    followed: dict[LiveHub, asyncio.Task[None]] = {}
+    followed: dict[str, asyncio.Task[None]] = {}
 
-    def follow_new() -> None:
-        for hub in registry.in_space(space_id):
-            task = followed.get(hub)
-            if task is None:
-                followed[hub] = asyncio.ensure_future(_follow(hub, queue))
+    async def follow_new() -> None:
+        for hub in await hubs():
+            task = followed.get(hub.hub_id)
+            if task is None or task.done():
+                followed[hub.hub_id] = asyncio.ensure_future(_follow(hub, queue))
 
     try:
-        follow_new()
+        await follow_new()
         while True:
             try:
                 line = await asyncio.wait_for(queue.get(), RESCAN_S)
             except TimeoutError:
-                follow_new()
+                await follow_new()
                 continue
             yield line
     finally:
@@ -46,7 +47,7 @@ async def merged_logs(registry: HubRegistry, space_id: str) -> AsyncIterator[byt
                 await task
 
 
-async def _follow(hub: LiveHub, queue: asyncio.Queue[bytes]) -> None:
+async def _follow(hub: AnyHub, queue: asyncio.Queue[bytes]) -> None:
     prefix = hub.hub_id.encode() + b": "
     pending = b""
     try:

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from manager.db.models import Hub
-from manager.hubs.registry import HubRegistry, LiveHub
+from manager.services.space_hubs import AnyHub, SpaceHubs
 from manager.services.topics import SpaceTopic
 
 
@@ -21,7 +21,7 @@ def iso(ms: int | None) -> str | None:
     return stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def hub_info(row: Hub, live: LiveHub | None, registry: HubRegistry, now: float) -> dict[str, Any]:
+def hub_info(row: Hub, live: AnyHub | None, registry: SpaceHubs, now: float) -> dict[str, Any]:
     return _entry(row, live, bool(live and registry.healthy(live, now)))
 
 
@@ -34,7 +34,7 @@ class HubListing:
         self._entries: dict[tuple[str, str], tuple[tuple[Any, ...], str]] = {}
 
     def render(
-        self, space_id: str, rows: Sequence[Any], registry: HubRegistry, live: dict[str, LiveHub]
+        self, space_id: str, rows: Sequence[Any], registry: SpaceHubs, live: dict[str, AnyHub]
     ) -> bytes:
         """`rows` from `repo.hub_listing`; `live` as in `hub_list`."""
         now = time.monotonic()
@@ -60,7 +60,7 @@ class HubListing:
         return ("[" + ",".join(parts) + "]").encode()
 
 
-def _entry(row: Any, live: LiveHub | None, healthy: bool) -> dict[str, Any]:
+def _entry(row: Any, live: AnyHub | None, healthy: bool) -> dict[str, Any]:
     info = {
         "created": iso(row.created_ms),
         "lastConnected": iso(row.last_connected_ms),
@@ -86,11 +86,11 @@ def _entry(row: Any, live: LiveHub | None, healthy: bool) -> dict[str, Any]:
     return out
 
 
-def sequences(registry: HubRegistry, space_id: str) -> list[dict[str, Any]]:
+def sequences(registry: SpaceHubs, space_id: str) -> list[dict[str, Any]]:
     return [s for hub in registry.in_space(space_id) for s in hub.state.sequence_list()]
 
 
-def instances(registry: HubRegistry, space_id: str) -> list[dict[str, Any]]:
+def instances(registry: SpaceHubs, space_id: str) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for hub in registry.in_space(space_id):
         for inst in hub.state.instance_list():
@@ -99,7 +99,7 @@ def instances(registry: HubRegistry, space_id: str) -> list[dict[str, Any]]:
 
 
 def topics(
-    registry: HubRegistry, space_id: str, space_topics: Sequence[SpaceTopic] = ()
+    registry: SpaceHubs, space_id: str, space_topics: Sequence[SpaceTopic] = ()
 ) -> list[dict[str, Any]]:
     table: dict[str, dict[str, Any]] = {}
     for st in space_topics:
@@ -134,7 +134,7 @@ def topics(
     return sorted(table.values(), key=lambda e: e["name"])
 
 
-def entities(registry: HubRegistry, space_id: str, hub_ids: Sequence[str]) -> dict[str, Any]:
+def entities(registry: SpaceHubs, space_id: str, hub_ids: Sequence[str]) -> dict[str, Any]:
     hubs = registry.in_space(space_id)
     return {
         "hubs": list(hub_ids),
@@ -144,7 +144,7 @@ def entities(registry: HubRegistry, space_id: str, hub_ids: Sequence[str]) -> di
     }
 
 
-def load(registry: HubRegistry, space_id: str) -> dict[str, Any]:
+def load(registry: SpaceHubs, space_id: str) -> dict[str, Any]:
     """Sums over the healthy Hubs' last LOAD, with each Hub's own figures under `hubs`."""
     now = time.monotonic()
     per_hub: dict[str, Any] = {}

@@ -14,9 +14,10 @@ from starlette.routing import Mount, Route
 from manager.panel.app import create_panel
 from manager.panel.session import PanelSessions
 from manager.services.context import Services
-from manager.web import openapi, platform_routes, space_routes, tunnel_routes
+from manager.web import openapi, peer_routes, platform_routes, space_routes, tunnel_routes
 from manager.web.auth import AuthMiddleware
 from manager.web.errors import HANDLERS
+from manager.web.peer import PeerMiddleware
 from manager.web.rate_limit import RateLimitMiddleware
 
 
@@ -30,6 +31,7 @@ def create_app(svc: Services, *, own_services: bool = False) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         await svc.supervisor.start()
+        await svc.lease.start()
         svc.audit.start()
         svc.router.start()
         try:
@@ -37,6 +39,7 @@ def create_app(svc: Services, *, own_services: bool = False) -> Starlette:
         finally:
             await svc.router.stop()
             await svc.supervisor.stop()
+            await svc.lease.stop()
             await svc.audit.stop()
             if own_services:
                 await svc.aclose()
@@ -52,9 +55,11 @@ def create_app(svc: Services, *, own_services: bool = False) -> Starlette:
             *space_routes.routes,
             *platform_routes.routes,
             *tunnel_routes.routes,
+            *peer_routes.routes,
             Mount("/panel", app=create_panel(svc, panel)),
         ],
         middleware=[
+            Middleware(PeerMiddleware, secret=svc.peer_secret),
             Middleware(AuthMiddleware, tokens=svc.tokens, panel=panel),
             Middleware(RateLimitMiddleware, quotas=svc.quotas),
         ],

@@ -24,7 +24,9 @@ from manager.db import audit, repo
 from manager.hubs.announcements import Expected
 from manager.hubs.client import Body
 from manager.hubs.errors import HubError
+from manager.hubs.peers import STALE_HEADER, STALE_ROUTE
 from manager.hubs.registry import LiveHub
+from manager.hubs.routing import RemoteHub
 from manager.services import placement
 from manager.services.context import Services
 from manager.services.errors import Invalid, NotFound, Unavailable
@@ -132,17 +134,32 @@ class HubProxy:
         hub_id = request.path_params["hub"]
         target = hub_target(scope)
         live = svc.registry.get(space_id, hub_id)
-        # A live Hub proves its Space exists, and a Space id names its org: the hot path
-        # needs no database round trip.
-        if live is None or not who.may_use_space(space_id, org_id_of(space_id)):
+        peer_epoch = scope["state"].get("peer_epoch")
+        if peer_epoch is not None:
+            # Forwarded by the replica that routed here (manager.web.peer): serve it only
+            # while this very admission holds the Hub, and never forward it again.
+            if live is None or live.epoch != peer_epoch:
+                await _stale_route(scope, receive, send, hub_id)
+                return
+        elif live is None or not who.may_use_space(space_id, org_id_of(space_id)):
+            # A live Hub proves its Space exists, and a Space id names its org: the hot
+            # path needs no database round trip.
             async with svc.sessions() as s:
                 space = await space_for(s, who, space_id)
-                live = svc.registry.get(space.id, hub_id)
-                if live is None:
+            found = await svc.routes.find(space.id, hub_id)
+            if isinstance(found, RemoteHub):
+                # Its holder runs the whole exchange (and records it); this replica relays.
+                await _Exchange(scope, receive, send, found, None).run(
+                    target, forwarded_headers(list(scope["headers"]), who.requestor)
+                )
+                return
+            if found is None:
+                async with svc.sessions() as s:
                     known = await repo.get_hub(s, space.id, hub_id)
-                    if known is None:
-                        raise NotFound(f"Hub {hub_id} not found")
-                    raise Unavailable(f"Hub {hub_id} is not connected")
+                if known is None:
+                    raise NotFound(f"Hub {hub_id} not found")
+                raise Unavailable(f"Hub {hub_id} is not connected")
+            live = found
         target = await _stored_sequence_delivered(svc, live, scope, target)
         exchange = _Exchange(scope, receive, send, live, _expect_announcement(live, scope, target))
         try:
@@ -188,6 +205,15 @@ def _expect_announcement(live: LiveHub, scope: Scope, target: bytes) -> Expected
     return live.topic_announcements.expect(unquote(match.group(1).decode("latin-1")))
 
 
+async def _stale_route(scope: Scope, receive: Receive, send: Send, hub_id: str) -> None:
+    refusal = error_response(
+        STALE_ROUTE,
+        f"Hub {hub_id} is not held here at that epoch",
+        {STALE_HEADER.decode(): "1"},
+    )
+    await refusal(scope, receive, send)
+
+
 class _ClientGone(Exception):
     pass
 
@@ -197,7 +223,12 @@ class _Exchange:
     and the client leaving at any point ending the channel."""
 
     def __init__(
-        self, scope: Scope, receive: Receive, send: Send, live: LiveHub, hold_end: Expected | None
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        live: LiveHub | RemoteHub,
+        hold_end: Expected | None,
     ) -> None:
         self.scope = scope
         self.receive = receive

@@ -58,9 +58,12 @@ class RateLimitMiddleware:
         self.buckets = buckets or TokenBuckets()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        who = scope.get("state", {}).get("principal") if scope["type"] == "http" else None
+        state = scope.get("state", {}) if scope["type"] == "http" else {}
+        who = state.get("principal")
         token_id = getattr(who, "token_id", None)
-        if who is None or not token_id or not PROXIED.match(scope.get("path", "")):
+        # A request another replica forwarded was counted there (manager.web.peer).
+        forwarded = "peer_epoch" in state
+        if who is None or not token_id or forwarded or not PROXIED.match(scope.get("path", "")):
             await self.app(scope, receive, send)
             return
         plan = (await self.quotas.current()).plan_of_org(who.org_id)

@@ -13,6 +13,7 @@ from manager.db import repo
 from manager.services import hub_admin, plans, space_log, space_view
 from manager.services.audit_stream import audit_lines
 from manager.services.errors import NotFound
+from manager.services.space_hubs import AnyHub, SpaceHubs, space_hubs
 from manager.web import store_routes, topic_routes
 from manager.web.common import caller_space, json_body, principal, services
 from manager.web.proxy import HubProxy
@@ -30,9 +31,15 @@ async def version(request: Request) -> Response:
     return JSONResponse(VERSION)
 
 
+async def connected(request: Request, space_id: str) -> SpaceHubs:
+    """The Space's connected Hubs on every replica."""
+    svc = services(request)
+    return await space_hubs(svc.registry, svc.routes, space_id)
+
+
 async def load(request: Request) -> Response:
     space = await caller_space(request)
-    return JSONResponse(space_view.load(services(request).registry, space.id))
+    return JSONResponse(space_view.load(await connected(request, space.id), space.id))
 
 
 async def hub_list(request: Request) -> Response:
@@ -40,10 +47,11 @@ async def hub_list(request: Request) -> Response:
     svc = services(request)
     # The live Hubs before the rows: a Hub leaves the registry only after its disconnect is
     # committed, so the two never disagree the other way.
-    live = {h.hub_id: h for h in svc.registry.in_space(space.id)}
+    hubs = await connected(request, space.id)
+    live = {h.hub_id: h for h in hubs.in_space(space.id)}
     async with svc.sessions() as s:
         rows = await repo.hub_listing(s, space.id)
-    body = svc.listing.render(space.id, rows, svc.registry, live)
+    body = svc.listing.render(space.id, rows, hubs, live)
     return Response(body, media_type="application/json")
 
 
@@ -51,12 +59,13 @@ async def hub_info(request: Request) -> Response:
     space = await caller_space(request)
     svc = services(request)
     hub_id = request.path_params["hub"]
-    live = svc.registry.get(space.id, hub_id)  # before the row, as in hub_list
+    hubs = await connected(request, space.id)
+    live = hubs.get(space.id, hub_id)  # before the row, as in hub_list
     async with svc.sessions() as s:
         row = await repo.get_hub(s, space.id, hub_id)
     if row is None:
         raise NotFound(f"Hub {hub_id} not found")
-    return JSONResponse(space_view.hub_info(row, live, svc.registry, time.monotonic()))
+    return JSONResponse(space_view.hub_info(row, live, hubs, time.monotonic()))
 
 
 async def config(request: Request) -> Response:
@@ -86,18 +95,19 @@ async def config(request: Request) -> Response:
 
 async def sequences(request: Request) -> Response:
     space = await caller_space(request)
-    return JSONResponse(space_view.sequences(services(request).registry, space.id))
+    return JSONResponse(space_view.sequences(await connected(request, space.id), space.id))
 
 
 async def instances(request: Request) -> Response:
     space = await caller_space(request)
-    return JSONResponse(space_view.instances(services(request).registry, space.id))
+    return JSONResponse(space_view.instances(await connected(request, space.id), space.id))
 
 
 async def topics(request: Request) -> Response:
     space = await caller_space(request)
     svc = services(request)
-    return JSONResponse(space_view.topics(svc.registry, space.id, svc.topics.in_space(space.id)))
+    hubs = await connected(request, space.id)
+    return JSONResponse(space_view.topics(hubs, space.id, svc.topics.in_space(space.id)))
 
 
 async def entities(request: Request) -> Response:
@@ -106,12 +116,17 @@ async def entities(request: Request) -> Response:
     async with svc.sessions() as s:
         rows = await repo.list_hubs(s, space.id)
     ids = [r.hub_id for r in rows]
-    return JSONResponse(space_view.entities(svc.registry, space.id, ids))
+    return JSONResponse(space_view.entities(await connected(request, space.id), space.id, ids))
 
 
 async def merged_log(request: Request) -> Response:
     space = await caller_space(request)
-    stream = space_log.merged_logs(services(request).registry, space.id)
+    svc = services(request)
+
+    async def hubs() -> list[AnyHub]:
+        return (await space_hubs(svc.registry, svc.routes, space.id)).in_space(space.id)
+
+    stream = space_log.merged_logs(hubs)
     return StreamingResponse(stream, media_type="application/octet-stream")
 
 

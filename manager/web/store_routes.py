@@ -10,6 +10,7 @@ from starlette.routing import Route
 from manager.db import repo
 from manager.services import placement, space_view
 from manager.services.errors import Invalid, NotFound
+from manager.services.space_hubs import space_hubs
 from manager.web.common import caller_space, json_body, services
 
 
@@ -49,7 +50,8 @@ async def download_package(request: Request) -> Response:
 async def all_sequences(request: Request) -> Response:
     space = await caller_space(request)
     svc = services(request)
-    on_hubs = space_view.sequences(svc.registry, space.id)
+    hubs = await space_hubs(svc.registry, svc.routes, space.id)
+    on_hubs = space_view.sequences(hubs, space.id)
     stored = [
         {"id": c["id"], "config": c, "instances": [], "location": "store"}
         for c in await svc.store_packages.list_configs(space.id)

@@ -56,6 +56,8 @@ def _served(routes: list[BaseRoute], prefix: str = "") -> Iterator[tuple[str, st
     for route in routes:
         if isinstance(route, Mount) and prefix + route.path == "/panel":
             continue  # the Panel's pages are not API
+        if isinstance(route, Route) and route.path.startswith("/_peer/"):
+            continue  # between replicas only, behind the peer secret (manager.web.peer)
         if isinstance(route, Mount):
             yield from _served(list(route.routes), prefix + route.path)
         elif isinstance(route, Route):

@@ -1,0 +1,185 @@
+"""Which replica holds a Hub, and the client that reaches it from here.
+
+A Hub in this replica's registry is reached through its tunnel. Any other connected Hub has
+a routing row in SQL (replica, epoch) written at admission; requests for it go to that
+replica's peer route (`manager.hubs.peers`). Routes are cached briefly: a cached route that
+went stale costs one 409 and one fresh read, never a wrong answer, because the holder
+checks the epoch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from manager.common import now_ms
+from manager.db import routing
+from manager.hubs.client import HubClient
+from manager.hubs.errors import HubError
+from manager.hubs.peers import (
+    PEER_PREFIX,
+    SECRET_HEADER,
+    HubRequests,
+    PeerSource,
+    RemoteHubClient,
+)
+from manager.hubs.registry import HubRegistry, LiveHub
+from manager.hubs.state import HubState
+
+ROUTE_TTL_S = 2.0
+PEER_ASK_TIMEOUT_S = 3.0
+log = logging.getLogger("manager.replicas")
+
+
+@dataclass(eq=False)
+class RemoteView:
+    """A Hub another replica holds, as the Space's lists show it."""
+
+    space_id: str
+    hub_id: str
+    state: HubState
+    healthy: bool
+    client: RemoteHubClient
+
+
+@dataclass(eq=False)
+class RemoteHub:
+    """A connected Hub whose tunnel is on another replica."""
+
+    space_id: str
+    hub_id: str
+    replica: str
+    epoch: int
+    client: RemoteHubClient
+
+
+class HubRoutes:
+    def __init__(
+        self,
+        registry: HubRegistry,
+        sessions: async_sessionmaker[AsyncSession],
+        replica: str,
+        secret: str,
+    ) -> None:
+        self.registry = registry
+        self.sessions = sessions
+        self.replica = replica
+        self.secret = secret
+        self._cache: dict[tuple[str, str], tuple[float, routing.HubRoute]] = {}
+        self._peers: dict[tuple[str, str], tuple[HubClient, str]] = {}
+
+    async def find(
+        self, space_id: str, hub_id: str, *, reroute: bool = True
+    ) -> LiveHub | RemoteHub | None:
+        """The Hub here, the replica holding it, or None when it is not connected. A remote
+        Hub's client looks its route up again once if it turns out stale (`reroute`)."""
+        live = self.registry.get(space_id, hub_id)
+        if live is not None:
+            return live
+        key = (space_id, hub_id)
+        hit = self._cache.get(key)
+        now = time.monotonic()
+        if hit is not None and now < hit[0]:
+            route = hit[1]
+        else:
+            async with self.sessions() as s:
+                found = await routing.hub_route(s, space_id, hub_id, now_ms())
+            if found is None or found.replica == self.replica:
+                # Ours in SQL but not in the registry: it is just connecting or leaving.
+                self._cache.pop(key, None)
+                return None
+            route = found
+            if len(self._cache) > 100_000:
+                self._cache.clear()
+            self._cache[key] = (now + ROUTE_TTL_S, route)
+        return self._remote(space_id, hub_id, route, reroute=reroute)
+
+    async def held_elsewhere(self, space_id: str, hub_id: str) -> bool:
+        """Whether another live replica holds the Hub over a tunnel that is not silent (a
+        newcomer with the same id then gets ID_DROP); an unreachable holder holds nothing."""
+        async with self.sessions() as s:
+            route = await routing.hub_route(s, space_id, hub_id, now_ms())
+        if route is None or route.replica == self.replica:
+            return False
+        answer = await self._ask(
+            route.replica,
+            route.peer_url,
+            f"/v1/spaces/{quote(space_id, safe='')}/hubs/{quote(hub_id, safe='')}",
+        )
+        return bool(answer and answer.get("held") and answer.get("alive"))
+
+    async def remote_views(self, space_id: str) -> list[RemoteView]:
+        """The Space's Hubs the other live replicas hold, as they see them now (asked in
+        parallel; a replica that does not answer in time is left out, and logged)."""
+        async with self.sessions() as s:
+            holders = await routing.replicas_holding(s, space_id, now_ms())
+        peers = [(r, url) for r, url in holders if r != self.replica]
+        if not peers:
+            return []
+        path = f"/v1/spaces/{quote(space_id, safe='')}/hubs"
+        answers = await asyncio.gather(*(self._ask(r, url, path) for r, url in peers))
+        views: list[RemoteView] = []
+        for (replica, url), answer in zip(peers, answers, strict=True):
+            for raw in (answer or {}).get("hubs") or []:
+                if not isinstance(raw, dict) or not isinstance(raw.get("id"), str):
+                    continue
+                route = routing.HubRoute(replica, url, int(raw.get("epoch") or 0))
+                remote = self._remote(space_id, raw["id"], route, reroute=True)
+                views.append(
+                    RemoteView(
+                        space_id,
+                        raw["id"],
+                        HubState.from_snapshot(raw["id"], raw),
+                        bool(raw.get("healthy")),
+                        remote.client,
+                    )
+                )
+        return views
+
+    async def _ask(self, replica: str, peer_url: str, path: str) -> dict[str, Any] | None:
+        peer, base = self.peer_client(replica, peer_url)
+        target = f"{base}{PEER_PREFIX}{path}".encode()
+        try:
+            status, body = await asyncio.wait_for(
+                peer.request(b"GET", target, [(SECRET_HEADER, self.secret.encode())]),
+                PEER_ASK_TIMEOUT_S,
+            )
+            answer = json.loads(body) if status == 200 else None
+        except (HubError, TimeoutError, ValueError) as exc:
+            log.warning("replica %s did not answer %s: %s", replica, path, exc)
+            return None
+        return answer if isinstance(answer, dict) else None
+
+    def forget(self, space_id: str, hub_id: str) -> None:
+        self._cache.pop((space_id, hub_id), None)
+
+    def peer_client(self, replica: str, peer_url: str) -> tuple[HubClient, str]:
+        """One keep-alive pool per peer replica, shared by every Hub it holds."""
+        key = (replica, peer_url)
+        pair = self._peers.get(key)
+        if pair is None:
+            source = PeerSource(replica, peer_url)
+            pair = self._peers[key] = (HubClient(source, source.name), source.base)
+        return pair
+
+    def _remote(
+        self, space_id: str, hub_id: str, route: routing.HubRoute, *, reroute: bool
+    ) -> RemoteHub:
+        peer, base = self.peer_client(route.replica, route.peer_url)
+
+        async def again() -> HubRequests | None:
+            self.forget(space_id, hub_id)
+            fresh = await self.find(space_id, hub_id, reroute=False)
+            return None if fresh is None else fresh.client
+
+        client = RemoteHubClient(
+            peer, base, space_id, hub_id, route.epoch, self.secret, again if reroute else None
+        )
+        return RemoteHub(space_id, hub_id, route.replica, route.epoch, client)

@@ -1,0 +1,1 @@
+"""Several manager replicas over one database: leases, and who reaps a dead replica's Hubs."""

@@ -1,0 +1,63 @@
+"""The internal door between replicas: `/_peer/...`, open only with the peer secret.
+
+`/_peer/api/v1/space/<S>/api/v1/sth/<H>/...` is a request another replica forwards for a Hub
+this replica holds: it is checked here (secret, epoch header), stripped of the peer headers
+and the prefix, and served by the ordinary proxy as the original caller (`x-mw-billable`
+names them), which answers 409 if this replica no longer holds that epoch. The other
+`/_peer/v1/...` routes (peer_routes.py) answer what only the holder knows.
+"""
+
+from __future__ import annotations
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from manager.common import org_id_of
+from manager.hubs.peers import EPOCH_HEADER, PEER_PREFIX, SECRET_HEADER, secret_matches
+from manager.principal import Principal
+from manager.web.errors import error_response
+
+_PROXIED = PEER_PREFIX + "/api/v1/space/"
+_PEER_HEADERS = (SECRET_HEADER, EPOCH_HEADER)
+
+
+class PeerMiddleware:
+    def __init__(self, app: ASGIApp, secret: str) -> None:
+        self.app = app
+        self.secret = secret
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or not path.startswith(PEER_PREFIX + "/"):
+            await self.app(scope, receive, send)
+            return
+        headers = scope.get("headers", [])
+        offered = next((v for n, v in headers if n == SECRET_HEADER), None)
+        if not secret_matches(offered, self.secret):
+            await error_response(403)(scope, receive, send)
+            return
+        state = scope.setdefault("state", {})
+        if not path.startswith(_PROXIED):
+            state["principal"] = Principal(org_id="", is_admin=True)
+            await self.app(scope, receive, send)
+            return
+        epoch = next((v for n, v in headers if n == EPOCH_HEADER), b"")
+        requestor = next((v for n, v in headers if n == b"x-mw-billable"), b"")
+        space_id = path[len(_PROXIED) :].split("/", 1)[0]
+        if not epoch.isdigit():
+            await error_response(400, "x-manager-hub-epoch must be a number")(scope, receive, send)
+            return
+        state["peer_epoch"] = int(epoch)
+        state["principal"] = Principal(
+            org_id=org_id_of(space_id),
+            token_id=requestor.decode("latin-1") or None,
+            is_admin=True,
+        )
+        inner = path[len(PEER_PREFIX) :]
+        raw = scope.get("raw_path") or path.encode()
+        scope = dict(
+            scope,
+            path=inner,
+            raw_path=raw[len(PEER_PREFIX) :],
+            headers=[(n, v) for n, v in headers if n not in _PEER_HEADERS],
+        )
+        await self.app(scope, receive, send)

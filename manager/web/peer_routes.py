@@ -1,0 +1,47 @@
+"""What only the replica holding a Hub knows, for the other replicas (behind PeerMiddleware).
+
+`GET /_peer/v1/spaces/<S>/hubs`: the live state of the Space's Hubs held here, so any replica
+can answer the Space's lists. `GET /_peer/v1/spaces/<S>/hubs/<H>`: whether this replica holds
+the Hub and its tunnel is alive, which decides a duplicate admission elsewhere.
+"""
+
+from __future__ import annotations
+
+import time
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from manager.hubs.peers import PEER_PREFIX
+from manager.hubs.registry import tunnel_alive
+from manager.web.common import services
+
+
+async def space_hubs(request: Request) -> Response:
+    svc = services(request)
+    now = time.monotonic()
+    hubs = [
+        {
+            "id": hub.hub_id,
+            "epoch": hub.epoch,
+            "healthy": svc.registry.healthy(hub, now),
+            **hub.state.snapshot(),
+        }
+        for hub in svc.registry.in_space(request.path_params["space"])
+    ]
+    return JSONResponse({"replica": svc.settings.replica, "hubs": hubs})
+
+
+async def hub_status(request: Request) -> Response:
+    svc = services(request)
+    hub = svc.registry.get(request.path_params["space"], request.path_params["hub"])
+    if hub is None:
+        return JSONResponse({"held": False, "alive": False})
+    return JSONResponse({"held": True, "epoch": hub.epoch, "alive": tunnel_alive(hub)})
+
+
+routes = [
+    Route(PEER_PREFIX + "/v1/spaces/{space}/hubs", space_hubs, methods=["GET"]),
+    Route(PEER_PREFIX + "/v1/spaces/{space}/hubs/{hub}", hub_status, methods=["GET"]),
+]

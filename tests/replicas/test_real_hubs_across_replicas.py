@@ -1,0 +1,131 @@
+"""Three replicas on PostgreSQL behind HAProxy (TCP mode), real STH 1.0.1 Hubs joined through
+the balancer: every Hub answers through every replica, to `si` 1.0.1 and to the Python
+client, and the Space's lists agree whichever replica is asked."""
+
+from __future__ import annotations
+
+import asyncio
+import warnings
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tests.interop.packages import hello_package
+from tests.interop.real_si import write_echo_package
+from tests.interop.sth import HubFleet, Si, eventually
+from tests.replicas.cluster import Cluster, cluster
+
+HUBS = ("hub-a", "hub-b", "hub-c", "hub-d")
+
+
+@pytest.fixture
+async def three(tmp_path: Path) -> AsyncIterator[Cluster]:
+    async with cluster(tmp_path, 3) as c:
+        yield c
+
+
+@pytest.fixture
+async def fleet(three: Cluster, tmp_path: Path) -> AsyncIterator[HubFleet]:
+    hubs = HubFleet(three, tmp_path / "hubs")
+    try:
+        yield hubs
+    finally:
+        await hubs.stop_all()
+
+
+async def holders(c: Cluster) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for i in range(len(c.replicas)):
+        for hub in await c.held(i):
+            out[hub] = i
+    return out
+
+
+async def test_every_hub_answers_through_every_replica(
+    three: Cluster, fleet: HubFleet, tmp_path: Path
+) -> None:
+    c = three
+    await asyncio.gather(*(fleet.start(h) for h in HUBS))
+    held = await holders(c)
+    assert sorted(held) == sorted(HUBS)
+    assert len(set(held.values())) >= 2, f"the balancer put every Hub on one replica: {held}"
+
+    space = c.world.space_id
+    for i in range(len(c.replicas)):
+        client = c.direct(i)
+        listed = {
+            h["id"]: h for h in (await client.get(f"/api/v1/space/{space}/api/v1/list")).json()
+        }
+        for hub in HUBS:
+            assert listed[hub]["isConnectionActive"] is True, (i, listed[hub])
+            assert listed[hub]["healthy"] is True, (i, listed[hub])
+            resp = await client.get(f"/api/v1/space/{space}/api/v1/sth/{hub}/api/v1/version")
+            assert resp.status_code == 200, (i, hub, resp.text)
+            assert resp.json()["service"] == "@scramjet/host"
+
+    # si 1.0.1 against each replica in turn, each time on a Hub another replica holds.
+    package = write_echo_package(tmp_path / "echo.tar.gz")
+    for i in range(len(c.replicas)):
+        hub = next(h for h in HUBS if held[h] != i)
+        si = Si(tmp_path / f"si{i}", c.replicas[i].url, c.token)
+        await si.configure()
+        await si.run("hub", "use", hub)
+        sent = await si.json("seq", "send", str(package))
+        started = await si.json("seq", "start", sent["_id"])
+        info = await si.json("inst", "info", started["_id"])
+        assert info["sequence"]["id"] == sent["_id"]
+        await si.run("inst", "kill", started["_id"])
+
+        # ... and the Space's lists on yet another replica know the Instance's Hub.
+        other = c.direct((i + 1) % len(c.replicas))
+
+        async def seen(other=other, hub=hub, seq=sent["_id"]) -> bool:
+            resp = await other.get(f"/api/v1/space/{space}/api/v1/sequences")
+            return any(s["id"] == seq and s["location"] == hub for s in resp.json())
+
+        await eventually(seen, f"sequence on {hub} listed by another replica", timeout=10)
+
+    # The Python client (PyPI scramjet-api-client 1.1.1) through each replica.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from client.host_client import HostClient
+        from client_utils.base_client import BaseClient
+
+    BaseClient.setDefaultHeaders({"Authorization": f"Bearer {c.token}"})
+    try:
+        for i, replica in enumerate(c.replicas):
+            hub = next(h for h in HUBS if held[h] != i)
+            host = HostClient(f"{replica.url}/api/v1/space/{space}/api/v1/sth/{hub}/api/v1")
+            assert (await host.get_version())["service"] == "@scramjet/host"
+            sequence = await host.send_sequence(hello_package())
+            instance = await sequence.start()
+            assert (await instance.get_info())["id"] == instance.id
+    finally:
+        BaseClient.setDefaultHeaders({})
+
+
+async def test_stale_route_is_never_served(three: Cluster, fleet: HubFleet) -> None:
+    """A Hub that moves to another replica: requests through the others follow it (409 from
+    the old holder, one fresh read), and never reach the old tunnel."""
+    c = three
+    hub = await fleet.start("hub-a")
+    space = c.world.space_id
+    before = (await holders(c))["hub-a"]
+    for i in range(len(c.replicas)):  # every replica has the route cached now
+        r = await c.direct(i).get(f"/api/v1/space/{space}/api/v1/sth/hub-a/api/v1/version")
+        assert r.status_code == 200
+    await hub.stop()
+    await fleet.wait_listed("hub-a", active=False)
+    for _ in range(6):  # come back through the balancer until another replica holds it
+        await hub.start()
+        await fleet.wait_listed("hub-a")
+        if (await holders(c))["hub-a"] != before:
+            break
+        await hub.stop()
+        await fleet.wait_listed("hub-a", active=False)
+    now = (await holders(c))["hub-a"]
+    assert now != before
+    for i in range(len(c.replicas)):
+        r = await c.direct(i).get(f"/api/v1/space/{space}/api/v1/sth/hub-a/api/v1/version")
+        assert r.status_code == 200, (i, r.text)
