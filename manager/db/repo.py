@@ -206,6 +206,13 @@ async def hub_listing(s: AsyncSession, space_id: str) -> Sequence[Any]:
     return (await s.execute(q)).all()
 
 
+async def connected_hub_ids(s: AsyncSession, space_id: str, hub_ids: list[str]) -> set[str]:
+    q = select(Hub.hub_id).where(
+        Hub.space_id == space_id, Hub.hub_id.in_(hub_ids), Hub.connected.is_(True)
+    )
+    return set((await s.scalars(q)).all())
+
+
 async def hub_ids_in_space(s: AsyncSession, space_id: str) -> set[str]:
     return set((await s.scalars(select(Hub.hub_id).where(Hub.space_id == space_id))).all())
 

@@ -8,9 +8,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from typing import Any
 
-from manager.db.models import AccessKey
 from manager.hubs.endings import Ending
 from manager.hubs.registry import HubRegistry, LiveHub
 from manager.hubs.state import KEY_REVOKED
@@ -99,10 +98,11 @@ class HubSupervisor:
         if revoked:
             self._drop(self.registry.joined_with(revoked))
 
-    async def on_keys_revoked(self, space_id: str, rows: Sequence[AccessKey]) -> None:
-        del space_id
+    async def on_keys_revoked(self, event: dict[str, Any]) -> None:
+        """Keys revoked on any replica (event `{"keys": [id, ...]}`): drop their Hubs here."""
         self.store.forget_keys()
-        self._drop(self.registry.joined_with({r.id for r in rows}))
+        ids = {k for k in event.get("keys") or [] if isinstance(k, int)}
+        self._drop(self.registry.joined_with(ids))
 
     def _drop(self, hubs: list[LiveHub]) -> None:
         for hub in hubs:

@@ -200,12 +200,16 @@ async def hub_action(request: Request) -> Response:
     svc = services(request)
     if action == "disconnect":
         async with svc.sessions() as s:
-            await hub_admin.disconnect(s, svc.registry, svc.keys, space.id, {"id": hub_id})
+            await hub_admin.disconnect(
+                s, svc.registry, svc.keys, svc.events, space.id, {"id": hub_id}
+            )
         return redirect(f"/space/{space.id}?done=disconnected&hub={hub_id}")
     try:
         async with svc.sessions() as s, s.begin():
             force = form.get("force") == "yes"
-            await hub_admin.delete_hub(s, svc.registry, space.id, hub_id, force, who.requestor)
+            await hub_admin.delete_hub(
+                s, svc.registry, svc.events, space.id, hub_id, force, who.requestor
+            )
     except Conflict:
         # Connected: the second confirmation, which forces it.
         return RedirectResponse(

@@ -15,7 +15,9 @@ from manager.hubs.registry import HubRegistry
 from manager.hubs.routing import HubRoutes
 from manager.hubs.store import HubStore
 from manager.hubs.supervisor import HubSupervisor
+from manager.replicas.events import Events
 from manager.replicas.lease import ReplicaLease
+from manager.services import hub_admin
 from manager.services.access_keys import AccessKeyService
 from manager.services.audit_stream import AuditWriter
 from manager.services.quotas import Quotas
@@ -25,6 +27,8 @@ from manager.services.store import SequenceStore
 from manager.services.tokens import TokenService
 from manager.services.topic_router import TopicRouter
 from manager.services.topics import TopicBoard
+
+KEYS_REVOKED = "keys_revoked"
 
 
 @dataclass
@@ -47,6 +51,7 @@ class Services:
     routes: HubRoutes
     lease: ReplicaLease
     peer_secret: str
+    events: Events
     listing: HubListing = field(default_factory=HubListing)
     started: float = field(default_factory=time.monotonic)
 
@@ -60,7 +65,12 @@ class Services:
         store = HubStore(sessions, settings.replica)
         keys = AccessKeyService(secret)
         supervisor = HubSupervisor(registry, store, load_flush_s=settings.load_flush_s)
-        keys.on_revoked = supervisor.on_keys_revoked
+        events = Events(settings.effective_database_url)
+        keys.on_revoked = lambda space_id, rows: events.publish(
+            KEYS_REVOKED, space=space_id, keys=[r.id for r in rows]
+        )
+        events.on(KEYS_REVOKED, supervisor.on_keys_revoked)
+        events.on(hub_admin.DROP_EVENT, lambda e: hub_admin.on_drop_event(registry, e))
         gate = HubGate(settings, registry, store, secret)
         peers = peer_secret(secret, settings.peer_secret)
         routes = HubRoutes(registry, sessions, settings.replica, peers)
@@ -95,8 +105,10 @@ class Services:
                 settings.lease_s,
             ),
             peer_secret=peers,
+            events=events,
         )
 
     async def aclose(self) -> None:
+        await self.events.stop()
         await self.quotas.aclose()
         await self.engine.dispose()

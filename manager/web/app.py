@@ -32,6 +32,7 @@ def create_app(svc: Services, *, own_services: bool = False) -> Starlette:
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         await svc.supervisor.start()
         await svc.lease.start()
+        await svc.events.start()
         svc.audit.start()
         svc.router.start()
         try:
@@ -39,6 +40,7 @@ def create_app(svc: Services, *, own_services: bool = False) -> Starlette:
         finally:
             await svc.router.stop()
             await svc.supervisor.stop()
+            await svc.events.stop()
             await svc.lease.stop()
             await svc.audit.stop()
             if own_services:

@@ -141,7 +141,7 @@ async def disconnect(request: Request) -> Response:
     body = await json_body(request, default={})
     svc = services(request)
     async with svc.sessions() as s:
-        dropped = await hub_admin.disconnect(s, svc.registry, svc.keys, space.id, body)
+        dropped = await hub_admin.disconnect(s, svc.registry, svc.keys, svc.events, space.id, body)
     return JSONResponse({"managerId": space.id, "disconnected": dropped})
 
 
@@ -153,6 +153,7 @@ async def delete_hub(request: Request) -> Response:
         await hub_admin.delete_hub(
             s,
             svc.registry,
+            svc.events,
             space.id,
             request.path_params["hub"],
             force,

@@ -9,6 +9,7 @@ import warnings
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.interop.packages import hello_package
@@ -36,9 +37,10 @@ async def fleet(three: Cluster, tmp_path: Path) -> AsyncIterator[HubFleet]:
 
 async def holders(c: Cluster) -> dict[str, int]:
     out: dict[str, int] = {}
-    for i in range(len(c.replicas)):
-        for hub in await c.held(i):
-            out[hub] = i
+    for i, replica in enumerate(c.replicas):
+        if replica.proc is not None:  # not stopped by the test
+            for hub in await c.held(i):
+                out[hub] = i
     return out
 
 
@@ -129,3 +131,67 @@ async def test_stale_route_is_never_served(three: Cluster, fleet: HubFleet) -> N
     for i in range(len(c.replicas)):
         r = await c.direct(i).get(f"/api/v1/space/{space}/api/v1/sth/hub-a/api/v1/version")
         assert r.status_code == 200, (i, r.text)
+
+
+async def test_revoke_and_disconnect_on_one_replica_drop_hubs_held_by_another(
+    three: Cluster, fleet: HubFleet
+) -> None:
+    c = three
+    space = c.world.space_id
+    key = await c.new_key("to revoke")
+    await asyncio.gather(*(fleet.start(h, key=key if h == "hub-a" else None) for h in HUBS))
+    held = await holders(c)
+    # Revoke hub-a's key on a replica that does not hold it: its holder drops it within 5 s.
+    other = next(i for i in range(3) if i != held["hub-a"])
+    t0 = asyncio.get_running_loop().time()
+    resp = await c.direct(other).delete(f"/api/v1/space/{space}/apikey", headers={"x-revoke": key})
+    assert resp.status_code == 200, resp.text
+    await fleet.wait_listed("hub-a", active=False, timeout=5)
+    assert asyncio.get_running_loop().time() - t0 < 5
+    # Disconnect, asked of a replica that does not hold the Hub: answered once it is down.
+    other = next(i for i in range(3) if i != held["hub-b"])
+    resp = await c.direct(other).post(
+        f"/api/v1/space/{space}/api/v1/disconnect", json={"id": "hub-b"}
+    )
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["disconnected"] == [
+        {"sthId": "hub-b", "reason": "disconnected by the Space"}
+    ]
+    listed = {h["id"]: h for h in await c.hubs()}
+    assert listed["hub-b"]["isConnectionActive"] is False
+    assert listed["hub-c"]["isConnectionActive"] is True
+
+
+async def test_killed_replica_hubs_routable_again_through_the_balancer(
+    three: Cluster, fleet: HubFleet
+) -> None:
+    c = three
+    space = c.world.space_id
+    await asyncio.gather(*(fleet.start(h) for h in HUBS))
+    held = await holders(c)
+    victim = max(set(held.values()), key=lambda i: list(held.values()).count(i))
+    lost = [h for h, i in held.items() if i == victim]
+    kept = [h for h, i in held.items() if i != victim]
+    survivor = c.direct(next(i for i in range(3) if i != victim))
+    t0 = asyncio.get_running_loop().time()
+    c.replicas[victim].stop("kill")
+    # Hubs elsewhere are not disturbed meanwhile.
+    for hub in kept:
+        r = await survivor.get(f"/api/v1/space/{space}/api/v1/sth/{hub}/api/v1/version")
+        assert r.status_code == 200, r.text
+
+    async def all_back() -> bool:
+        for hub in lost:
+            try:  # the balancer may still pick the dead replica until its check fails
+                r = await c.client.get(f"/api/v1/space/{space}/api/v1/sth/{hub}/api/v1/version")
+            except httpx.TransportError:
+                return False
+            if r.status_code != 200:
+                return False
+        return True
+
+    await eventually(all_back, "the killed replica's Hubs routable again", timeout=30)
+    took = asyncio.get_running_loop().time() - t0
+    assert took < 30
+    after = await holders(c)  # only live replicas answer; none lists the dead one's Hubs
+    assert sorted(after) == sorted(HUBS) and victim not in after.values()
