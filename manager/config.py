@@ -25,6 +25,19 @@ def _int_env(name: str, default: int) -> int:
         raise SystemExit(f"{name} must be an integer, got {raw!r}") from exc
 
 
+def _float_env(name: str, default: float) -> float:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise SystemExit(f"{name} must be a number of seconds, got {raw!r}") from exc
+    if not 0 <= value < float("inf"):
+        raise SystemExit(f"{name} must be zero or more seconds, got {raw!r}")
+    return value
+
+
 def _choice_env(name: str, choices: tuple[str, ...]) -> str:
     raw = os.environ.get(name, "").strip().lower() or choices[0]
     if raw not in choices:
@@ -55,6 +68,11 @@ class Settings:
     max_tunnels_per_source: int = 1000
     max_requests_per_hub: int = 256
     loop: str = "auto"
+    # Operations (health, drain, metrics, logs): see manager/services/drain.py and the README.
+    log_format: str = "text"  # or "json": one object per line
+    drain_grace_s: float = 30.0  # a draining Hub's requests in flight get this long to end
+    drain_window_s: float = 10.0  # tunnel closes are spread over this many seconds
+    metrics_port: int | None = None  # /metrics without a token, for in-cluster scraping
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -76,6 +94,10 @@ class Settings:
             max_tunnels_per_source=_int_env("MANAGER_MAX_TUNNELS_PER_SOURCE", 1000),
             max_requests_per_hub=_int_env("MANAGER_MAX_REQUESTS_PER_HUB", 256),
             loop=_choice_env("MANAGER_LOOP", ("auto", "asyncio", "uvloop")),
+            log_format=_choice_env("MANAGER_LOG_FORMAT", ("text", "json")),
+            drain_grace_s=_float_env("MANAGER_DRAIN_GRACE_S", 30.0),
+            drain_window_s=_float_env("MANAGER_DRAIN_WINDOW_S", 10.0),
+            metrics_port=_int_env("MANAGER_METRICS_PORT", 0) or None,
         )
 
     def with_overrides(self, **changes: object) -> Settings:

@@ -15,7 +15,10 @@ from manager.hubs.store import HubStore
 from manager.hubs.supervisor import HubSupervisor
 from manager.services.access_keys import AccessKeyService
 from manager.services.audit_stream import AuditWriter
+from manager.services.drain import Drain
+from manager.services.metrics import Metrics
 from manager.services.quotas import Quotas
+from manager.services.readiness import Readiness, database_check
 from manager.services.server_secret import load_or_create_secret
 from manager.services.space_view import HubListing
 from manager.services.store import SequenceStore
@@ -41,6 +44,9 @@ class Services:
     topics: TopicBoard
     router: TopicRouter
     quotas: Quotas
+    drain: Drain
+    readiness: Readiness
+    metrics: Metrics
     listing: HubListing = field(default_factory=HubListing)
     started: float = field(default_factory=time.monotonic)
 
@@ -59,7 +65,15 @@ class Services:
         audit = AuditWriter(sessions)
         gate.quotas = quotas = Quotas(sessions)
         quotas.audit = audit
-        return cls(
+        drain = Drain(
+            registry, gate, grace_s=settings.drain_grace_s, window_s=settings.drain_window_s
+        )
+        readiness = Readiness()
+        readiness.add("database", database_check(engine), cache_s=1.0)
+        readiness.add("draining", drain.ready)
+        metrics = Metrics()
+        metrics.watch_database(engine)
+        svc = cls(
             settings=settings,
             engine=engine,
             sessions=sessions,
@@ -77,7 +91,12 @@ class Services:
             topics=board,
             router=TopicRouter(registry, board),
             quotas=quotas,
+            drain=drain,
+            readiness=readiness,
+            metrics=metrics,
         )
+        metrics.read_live(svc)
+        return svc
 
     async def aclose(self) -> None:
         await self.quotas.aclose()

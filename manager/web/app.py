@@ -14,10 +14,11 @@ from starlette.routing import Mount, Route
 from manager.panel.app import create_panel
 from manager.panel.session import PanelSessions
 from manager.services.context import Services
-from manager.web import openapi, platform_routes, space_routes, tunnel_routes
+from manager.web import health_routes, openapi, platform_routes, space_routes, tunnel_routes
 from manager.web.auth import AuthMiddleware
 from manager.web.errors import HANDLERS
 from manager.web.rate_limit import RateLimitMiddleware
+from manager.web.request_id import RequestIdMiddleware
 
 
 async def root(_request: Request) -> Response:
@@ -45,7 +46,7 @@ def create_app(svc: Services, *, own_services: bool = False) -> Starlette:
     app = Starlette(
         routes=[
             Route("/", root, methods=["GET"]),
-            Route("/healthz", root, methods=["GET"]),
+            *health_routes.routes,
             Route("/api/v1/openapi.json", openapi.serve, methods=["GET"]),
             # The Space routes first: the proxied Hub API is the hot path, and no platform
             # route's path starts with a Space's `/api/v1/space/<id>/api/v1/`.
@@ -55,6 +56,7 @@ def create_app(svc: Services, *, own_services: bool = False) -> Starlette:
             Mount("/panel", app=create_panel(svc, panel)),
         ],
         middleware=[
+            Middleware(RequestIdMiddleware),
             Middleware(AuthMiddleware, tokens=svc.tokens, panel=panel),
             Middleware(RateLimitMiddleware, quotas=svc.quotas),
         ],
