@@ -25,6 +25,19 @@ def _int_env(name: str, default: int) -> int:
         raise SystemExit(f"{name} must be an integer, got {raw!r}") from exc
 
 
+def _float_env(name: str, default: float) -> float:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise SystemExit(f"{name} must be a number of seconds, got {raw!r}") from exc
+    if not 0 <= value < float("inf"):
+        raise SystemExit(f"{name} must be zero or more seconds, got {raw!r}")
+    return value
+
+
 def _choice_env(name: str, choices: tuple[str, ...]) -> str:
     raw = os.environ.get(name, "").strip().lower() or choices[0]
     if raw not in choices:
@@ -60,6 +73,11 @@ class Settings:
     peer_port: int | None = None
     peer_secret: str | None = None
     lease_s: float = 10.0
+    # Operations (health, drain, metrics, logs): see manager/services/drain.py and the README.
+    log_format: str = "text"  # or "json": one object per line
+    drain_grace_s: float = 30.0  # a draining Hub's requests in flight get this long to end
+    drain_window_s: float = 10.0  # tunnel closes are spread over this many seconds
+    metrics_port: int | None = None  # /metrics without a token, for in-cluster scraping
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -85,6 +103,10 @@ class Settings:
             peer_port=_int_env("MANAGER_PEER_PORT", 0) or None,
             peer_secret=env.get("MANAGER_PEER_SECRET") or None,
             lease_s=float(_int_env("MANAGER_REPLICA_LEASE_S", 10)),
+            log_format=_choice_env("MANAGER_LOG_FORMAT", ("text", "json")),
+            drain_grace_s=_float_env("MANAGER_DRAIN_GRACE_S", 30.0),
+            drain_window_s=_float_env("MANAGER_DRAIN_WINDOW_S", 10.0),
+            metrics_port=_int_env("MANAGER_METRICS_PORT", 0) or None,
         )
 
     def with_overrides(self, **changes: object) -> Settings:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import shlex
 import sys
 from pathlib import Path
 
 import click
 
-from manager import __version__
+from manager import __version__, logs
 from manager.cli.admin import access_key, org, plan, run_db, space, token
 from manager.cli.connect import connect
 from manager.cli.secret import secret
@@ -92,7 +91,7 @@ def serve(
         ssl_keyfile=ssl_keyfile,
     )
     limit_malloc_arenas()  # before any thread starts
-    configure_logging(settings.log_level)
+    configure_logging(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     migrate.upgrade(settings.effective_database_url)
     made = run_db(settings, lambda _svc, s: bootstrap_if_empty(s))
@@ -146,11 +145,9 @@ def own_command() -> str:
     return argv0 if Path(argv0).name == "space-manager" else "space-manager"
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+def configure_logging(settings: Settings) -> None:
+    """The one place the server's logging is set up (format, level, replica id)."""
+    logs.configure(settings.log_level, settings.log_format, settings.replica)
 
 
 cli.add_command(org)

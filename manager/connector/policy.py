@@ -25,7 +25,11 @@ STOP_CLOSE_CODES: Final = {
     4409: "id already connected",
     4413: "Hub limit reached",
 }
-RETRY_LATER: Final = {4429: "too many failed attempts"}
+RETRY_LATER: Final = {
+    4429: "too many failed attempts",
+    1012: "the manager replica is draining",
+    1013: "the manager replica is draining",
+}
 # Control messages that make a real Hub abandon the platform (hub-protocol.md §5.6).
 STOP_MESSAGES: Final = {
     KEY_REVOKED: "access key revoked",

@@ -18,3 +18,4 @@ class Ending(StrEnum):
     DISCONNECTED = "disconnected by the Space"
     REPLACED = "replaced by a new connection"
     SHUTDOWN = "manager shutting down"
+    DRAINING = "manager draining; reconnect"  # the Hub should join another replica

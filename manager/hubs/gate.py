@@ -18,6 +18,7 @@ from typing import Any
 
 from starlette.types import ASGIApp
 
+from manager import logs
 from manager.common import MAX_DESCRIPTION, org_id_of
 from manager.config import Settings
 from manager.db.models import AccessKey
@@ -42,6 +43,7 @@ log = logging.getLogger("manager.hubs")
 FIRST_FRAME_DELAY_S = 0.25
 CONTROL_OPEN_TIMEOUT_S = 5.0
 NEWCOMER_READY_S = 2.0  # how long a refused Hub gets to send its first control line
+DRAINING_RETRY_AFTER_S = 5  # what a draining replica tells a Hub (an STH retries every 2 s)
 _HUB_ID = re.compile(r"^[A-Za-z0-9_.:@+-]{1,200}$")
 _CPM_PATH = re.compile(r"^/api/v1/cpm/([^/]+)/api/v1(/.*)?$")
 
@@ -95,7 +97,10 @@ class HubGate:
         self.limiter = keys.FailureLimiter()
         self.proof_store_hits = 0
         self.tunnels_by_source: dict[str, int] = {}
+        self.admitted = 0
         self.refused: dict[str, int] = {}
+        self.control_messages: dict[int, int] = {}  # by code, as received
+        self.draining = False  # manager.services.drain sets it: refuse new tunnels
         self.app: ASGIApp | None = None
         self.quotas: HubQuotas[Any] | None = None  # the plans (Services.build sets it)
         self.routes: HubRoutes | None = None  # other replicas' Hubs (Services.build sets it)
@@ -107,7 +112,9 @@ class HubGate:
         what runs the tunnel once the carrier is up (or the status that refuses it)."""
         hello = await self.check(request.target, request.headers, request.peer)
         if isinstance(hello, int):
-            return Admission(status=hello)
+            retry = DRAINING_RETRY_AFTER_S if hello == 503 else None
+            return Admission(status=hello, retry_after=retry)
+        self.admitted += 1
         if request.websocket:
             hello = replace(hello, via_connector=True)
         carrier = "ws hub" if request.websocket else "hub"
@@ -120,6 +127,8 @@ class HubGate:
 
     async def check(self, target: str, headers: dict[str, str], peer: str) -> HubHello | int:
         """The Hub's identity, or the status to refuse it with (403 stops a real Hub)."""
+        if self.draining:
+            return self._refuse("draining", 503)  # before the key: no scrypt run for it
         if self.limiter.blocked(peer):
             log.warning("tunnel from %s refused: too many failed key proofs", peer)
             return self._refuse("failed_proofs", 429)
@@ -209,6 +218,7 @@ class HubGate:
         hub_id = await self._claim_id(hello, link)
         if hub_id is None:
             return
+        logs.hub_context.set((hello.space_id, hub_id))  # this task's log lines name the Hub
         link.client.hub_id = hub_id  # known now; the client's errors name the Hub
         hub = LiveHub(hello.space_id, hub_id, link, access_key_id=hello.key_id, source=hello.source)
         hub.announces_topic_posts = not hello.via_connector
@@ -292,9 +302,12 @@ class HubGate:
 
     async def _read_control(self, hub: LiveHub, control: ControlStream, s: TunnelSession) -> str:
         decoder = ControlDecoder()
+        counts = self.control_messages
         try:
             async for chunk in control.response_body():
                 for msg in decoder.feed(chunk):
+                    code = msg.code if STH_ID <= msg.code <= TOPIC else 0  # bounded keys
+                    counts[code] = counts.get(code, 0) + 1
                     if hub.state.apply(msg.code, msg.payload):
                         if msg.code == LOAD:
                             hub.load_dirty = True

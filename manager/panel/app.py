@@ -19,13 +19,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from manager.panel import hub_routes, routes
 from manager.panel.pages import SignInNeeded, redirect, render
 from manager.panel.session import PanelSessions
 from manager.services.context import Services
 from manager.services.errors import Forbidden, ServiceError
+from manager.web.common import HttpMiddleware, RawHeaders, editing_headers
 from manager.web.errors import DB_UNAVAILABLE, database_unavailable
 
 CSP = (
@@ -43,27 +44,17 @@ STATIC = Path(__file__).parent / "static"
 FORBIDDEN = "This Space does not exist or is not yours to see."
 
 
-class SecurityHeaders:
+class SecurityHeaders(HttpMiddleware):
     """Adds the Panel's headers to every answer, error pages and static files included."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         static = scope.get("path", "").startswith("/panel/static/")
+        cache = (b"cache-control", b"no-cache" if static else b"no-store")
 
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = [(k, v) for k, v in message.get("headers", []) if k != b"cache-control"]
-                headers += HEADERS
-                headers.append((b"cache-control", b"no-cache" if static else b"no-store"))
-                message = {**message, "headers": headers}
-            await send(message)
+        def edit(headers: RawHeaders) -> RawHeaders:
+            return [*(h for h in headers if h[0] != b"cache-control"), *HEADERS, cache]
 
-        await self.app(scope, receive, send_with_headers)
+        await self.app(scope, receive, editing_headers(send, edit))
 
 
 async def sign_in_needed(request: Request, _exc: Exception) -> Response:

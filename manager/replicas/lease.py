@@ -40,6 +40,11 @@ class ReplicaLease:
         self.held = False
         self._task: asyncio.Task[None] | None = None
 
+    async def is_held(self) -> bool:
+        """The readiness check: other replicas can route to this one (an app whose lifespan
+        never ran, as in unit tests, takes part in no routing and is not held back)."""
+        return self.held or self._task is None
+
     def _until(self, now: int) -> int:
         return now + int(self.lease_s * 1000)
 

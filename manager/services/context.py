@@ -20,7 +20,10 @@ from manager.replicas.lease import ReplicaLease
 from manager.services import hub_admin
 from manager.services.access_keys import AccessKeyService
 from manager.services.audit_stream import AuditWriter
+from manager.services.drain import Drain
+from manager.services.metrics import Metrics
 from manager.services.quotas import Quotas
+from manager.services.readiness import Readiness, database_check
 from manager.services.server_secret import load_or_create_secret
 from manager.services.space_view import HubListing
 from manager.services.store import SequenceStore
@@ -52,6 +55,9 @@ class Services:
     lease: ReplicaLease
     peer_secret: str
     events: Events
+    drain: Drain
+    readiness: Readiness
+    metrics: Metrics
     listing: HubListing = field(default_factory=HubListing)
     started: float = field(default_factory=time.monotonic)
 
@@ -78,7 +84,19 @@ class Services:
         audit = AuditWriter(sessions)
         gate.quotas = quotas = Quotas(sessions)
         quotas.audit = audit
-        return cls(
+        drain = Drain(
+            registry, gate, grace_s=settings.drain_grace_s, window_s=settings.drain_window_s
+        )
+        readiness = Readiness()
+        readiness.add("database", database_check(engine), cache_s=1.0)
+        readiness.add("draining", drain.ready)
+        lease = ReplicaLease(
+            sessions, registry, settings.replica, settings.effective_peer_url, settings.lease_s
+        )
+        readiness.add("lease", lease.is_held)
+        metrics = Metrics()
+        metrics.watch_database(engine)
+        svc = cls(
             settings=settings,
             engine=engine,
             sessions=sessions,
@@ -97,16 +115,15 @@ class Services:
             router=TopicRouter(registry, board),
             quotas=quotas,
             routes=routes,
-            lease=ReplicaLease(
-                sessions,
-                registry,
-                settings.replica,
-                settings.effective_peer_url,
-                settings.lease_s,
-            ),
+            lease=lease,
             peer_secret=peers,
             events=events,
+            drain=drain,
+            readiness=readiness,
+            metrics=metrics,
         )
+        metrics.read_live(svc)
+        return svc
 
     async def aclose(self) -> None:
         await self.events.stop()

@@ -49,6 +49,7 @@ class Admission:
     run: Callable[[TunnelSession], Awaitable[None]] | None = None
     name: str = "tunnel"
     abandon: Callable[[], None] | None = None  # called when `run` will not be (or is over)
+    retry_after: int | None = None  # seconds, with a refusal a client may retry
 
 
 class TunnelAcceptor(Protocol):
@@ -158,7 +159,7 @@ class TunnelProtocol(asyncio.Protocol):
                 admission.abandon()
             return
         if admission.status != 200 or admission.run is None:
-            self._refuse(admission.status, None)
+            self._refuse(admission.status, None, admission.retry_after)
             return
         self._open(admission)
 
@@ -198,7 +199,7 @@ class TunnelProtocol(asyncio.Protocol):
         finally:
             s.close("tunnel handler finished")
 
-    def _refuse(self, status: int, why: str | None) -> None:
+    def _refuse(self, status: int, why: str | None, retry_after: int | None = None) -> None:
         if why:
             log.warning("tunnel from %s refused (%d): %s", self.peer, status, why)
         if self.transport is None or self.transport.is_closing():
@@ -206,7 +207,8 @@ class TunnelProtocol(asyncio.Protocol):
         phrase = ""
         with contextlib.suppress(ValueError):
             phrase = HTTPStatus(status).phrase
-        self.transport.write(f"HTTP/1.1 {status} {phrase}\r\n\r\n".encode())
+        extra = "" if retry_after is None else f"Retry-After: {retry_after}\r\n"
+        self.transport.write(f"HTTP/1.1 {status} {phrase}\r\n{extra}\r\n".encode())
         self.transport.close()
 
     def _head_timed_out(self) -> None:

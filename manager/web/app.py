@@ -14,11 +14,19 @@ from starlette.routing import Mount, Route
 from manager.panel.app import create_panel
 from manager.panel.session import PanelSessions
 from manager.services.context import Services
-from manager.web import openapi, peer_routes, platform_routes, space_routes, tunnel_routes
+from manager.web import (
+    health_routes,
+    openapi,
+    peer_routes,
+    platform_routes,
+    space_routes,
+    tunnel_routes,
+)
 from manager.web.auth import AuthMiddleware
 from manager.web.errors import HANDLERS
 from manager.web.peer import PeerMiddleware
 from manager.web.rate_limit import RateLimitMiddleware
+from manager.web.request_id import RequestIdMiddleware
 
 
 async def root(_request: Request) -> Response:
@@ -50,7 +58,7 @@ def create_app(svc: Services, *, own_services: bool = False) -> Starlette:
     app = Starlette(
         routes=[
             Route("/", root, methods=["GET"]),
-            Route("/healthz", root, methods=["GET"]),
+            *health_routes.routes,
             Route("/api/v1/openapi.json", openapi.serve, methods=["GET"]),
             # The Space routes first: the proxied Hub API is the hot path, and no platform
             # route's path starts with a Space's `/api/v1/space/<id>/api/v1/`.
@@ -61,6 +69,7 @@ def create_app(svc: Services, *, own_services: bool = False) -> Starlette:
             Mount("/panel", app=create_panel(svc, panel)),
         ],
         middleware=[
+            Middleware(RequestIdMiddleware),
             Middleware(PeerMiddleware, secret=svc.peer_secret),
             Middleware(AuthMiddleware, tokens=svc.tokens, panel=panel),
             Middleware(RateLimitMiddleware, quotas=svc.quotas),

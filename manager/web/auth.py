@@ -22,7 +22,7 @@ from manager.services.tokens import TokenService
 from manager.web.errors import DB_UNAVAILABLE, database_unavailable, error_response
 
 _SLASHES = re.compile(r"/{2,}")
-PUBLIC_PATHS = frozenset({"/", "/healthz", "/api/v1/openapi.json"})
+PUBLIC_PATHS = frozenset({"/", "/healthz", "/readyz", "/api/v1/openapi.json"})
 PANEL_PREFIX = "/panel"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from manager.db.models import Space
 from manager.principal import Principal
@@ -14,6 +16,37 @@ from manager.services.errors import Invalid, TooLarge
 from manager.services.spaces import space_for
 
 MAX_JSON_BODY = 64 * 1024
+
+
+RawHeaders = list[tuple[bytes, bytes]]
+
+
+class HttpMiddleware:
+    """Pure ASGI middleware that acts on HTTP requests (`http`); the rest passes through."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await self.http(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raise NotImplementedError
+
+
+def editing_headers(send: Send, edit: Callable[[RawHeaders], RawHeaders]) -> Send:
+    """`send`, with the response's headers passed through `edit` on their way out (for
+    pure ASGI middleware that adds headers to every answer, streamed ones included)."""
+
+    async def sending(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": edit(list(message.get("headers", ())))}
+        await send(message)
+
+    return sending
 
 
 def services(request: Request) -> Services:

@@ -38,10 +38,10 @@ DESCRIPTION = """\
 Control plane for Scramjet Transform Hubs: the Middleware and Space API that the `si` CLI
 and the Scramjet API clients speak, aggregated over the Hubs connected to each Space.
 
-Every path except `/`, `/healthz` and this document needs `Authorization: Bearer <token>`;
-a missing, wrong or revoked token, or a Space of another organization, gets
-`403 {"message": "Forbidden"}`. Other errors are `{"error": "<text>"}`. Duplicate slashes
-in paths are collapsed and unknown query parameters are ignored.
+Every path except `/`, `/healthz`, `/readyz` and this document needs
+`Authorization: Bearer <token>`; a missing, wrong or revoked token, or a Space of another
+organization, gets `403 {"message": "Forbidden"}`. Other errors are `{"error": "<text>"}`.
+Duplicate slashes in paths are collapsed and unknown query parameters are ignored.
 
 Hubs attach on the same port with `CONNECT /api/v1/{org}/{space}/` (what an unmodified
 STH speaks) or a WebSocket to that path (`space-manager connect`), authenticated with a
@@ -996,7 +996,31 @@ def build_document() -> JSON:
         "paths": {
             "/": {"get": _op("root", "Service banner", {"200": service}, tag="meta", public=True)},
             "/healthz": {
-                "get": _op("healthz", "Liveness probe", {"200": service}, tag="meta", public=True)
+                "get": _op(
+                    "healthz",
+                    "Liveness probe: the process serves HTTP (touches nothing else)",
+                    {"200": _json(_object(["alive"], {"alive": {"const": True}}), "Alive")},
+                    tag="meta",
+                    public=True,
+                )
+            },
+            "/readyz": {
+                "get": _op(
+                    "readyz",
+                    "Readiness probe: database reachable, not draining (failing checks by name)",
+                    {
+                        "200": _json(_object(["ready"], {"ready": {"const": True}}), "Ready"),
+                        "503": _json(
+                            _object(
+                                ["ready", "failing"],
+                                {"ready": {"const": False}, "failing": _array(_string())},
+                            ),
+                            "Not ready: the names of the failing checks",
+                        ),
+                    },
+                    tag="meta",
+                    public=True,
+                )
             },
             "/api/v1/openapi.json": {
                 "get": _op(

@@ -4,15 +4,14 @@ platform admin's plans and limits (ours; `manager.services.plans` has the rules)
 from __future__ import annotations
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from manager import __version__
 from manager.services import plans
 from manager.services.audit_stream import audit_lines
 from manager.services.errors import Forbidden, Invalid, LimitExceeded
-from manager.services.metrics import collect as collect_metrics
-from manager.services.metrics import render as render_metrics
+from manager.services.metrics import CONTENT_TYPE as METRICS_TYPE
 from manager.services.spaces import create_space, visible_spaces
 from manager.web.common import caller_space, json_body, principal, services
 
@@ -180,10 +179,8 @@ async def audit_all(request: Request) -> Response:
 
 async def metrics(request: Request) -> Response:
     """Prometheus text; platform admins only, since it counts every Space's Hubs."""
-    if not principal(request).is_admin:
-        raise Forbidden()
-    text = render_metrics(collect_metrics(services(request)))
-    return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
+    admin_only(request)
+    return Response(services(request).metrics.render(), headers={"content-type": METRICS_TYPE})
 
 
 routes = [

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote, unquote
@@ -19,6 +20,7 @@ from urllib.parse import quote, unquote
 from starlette.requests import Request
 from starlette.types import Message, Receive, Scope, Send
 
+from manager import logs
 from manager.common import org_id_of
 from manager.db import audit, repo
 from manager.hubs.announcements import Expected
@@ -53,8 +55,11 @@ HOP_BY_HOP = frozenset(
         b"cookie",
         b"x-mw-billable",
         b"content-length",
+        b"x-request-id",  # ours replaces it both ways (manager/web/request_id.py)
     }
 )
+# What the Hub's answer may not pass on (the request's id is ours, added by the middleware).
+_NOT_RETURNED = HOP_BY_HOP - {b"content-length", b"authorization", b"cookie", b"x-mw-billable"}
 _PREFIX = re.compile(rb"^/api/v1/space/[^/]+/api/v1/sth/[^/]+/api/v1(/.*)?$")
 _BAD_ESCAPES = re.compile(rb"%(2f|5c|00)", re.IGNORECASE)
 _START = re.compile(rb"^/api/v1/sequence/([^/?]+)/start(\?.*)?$")
@@ -70,8 +75,9 @@ WATCH_AFTER_S = 0.05
 Headers = list[tuple[bytes, bytes]]
 
 
-def forwarded_headers(headers: Headers, requestor: str) -> Headers:
-    """The client's headers minus hop-by-hop ones (and those `Connection` names)."""
+def forwarded_headers(headers: Headers, requestor: str, request_id: str = "") -> Headers:
+    """The client's headers minus hop-by-hop ones (and those `Connection` names), plus the
+    caller's id for the Hub and the request's id."""
     named = {
         token.strip().lower()
         for name, value in headers
@@ -86,6 +92,8 @@ def forwarded_headers(headers: Headers, requestor: str) -> Headers:
         and not name.lower().startswith(b"proxy-")
     ]
     out.append((b"x-mw-billable", requestor.encode()))
+    if request_id:
+        out.append((b"x-request-id", request_id.encode()))
     return out
 
 
@@ -96,11 +104,10 @@ def returned_headers(headers: Headers) -> Headers:
         if name.lower() == b"connection"
         for token in value.split(b",")
     }
-    keep = HOP_BY_HOP - {b"content-length", b"authorization", b"cookie", b"x-mw-billable"}
     return [
         (name.lower(), value)
         for name, value in headers
-        if name.lower() not in keep
+        if name.lower() not in _NOT_RETURNED
         and name.lower() not in named
         and not name.lower().startswith(b"proxy-")
     ]
@@ -127,6 +134,7 @@ class HubProxy:
     """The ASGI endpoint for every method under a Hub's path."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
         request = Request(scope, receive)
         svc = services(request)
         who = request.state.principal
@@ -149,8 +157,9 @@ class HubProxy:
             found = await svc.routes.find(space.id, hub_id)
             if isinstance(found, RemoteHub):
                 # Its holder runs the whole exchange (and records it); this replica relays.
+                rid = scope["state"].get("request_id") or logs.new_request_id()
                 await _Exchange(scope, receive, send, found, None).run(
-                    target, forwarded_headers(list(scope["headers"]), who.requestor)
+                    target, forwarded_headers(list(scope["headers"]), who.requestor, rid)
                 )
                 return
             if found is None:
@@ -160,11 +169,18 @@ class HubProxy:
                     raise NotFound(f"Hub {hub_id} not found")
                 raise Unavailable(f"Hub {hub_id} is not connected")
             live = found
+        logs.hub_context.set((space_id, hub_id))
         target = await _stored_sequence_delivered(svc, live, scope, target)
         exchange = _Exchange(scope, receive, send, live, _expect_announcement(live, scope, target))
+        rid = scope["state"].get("request_id") or logs.new_request_id()
         try:
-            await exchange.run(target, forwarded_headers(list(scope["headers"]), who.requestor))
+            await exchange.run(
+                target, forwarded_headers(list(scope["headers"]), who.requestor, rid)
+            )
         finally:
+            svc.metrics.proxy.observe(
+                exchange.status, time.perf_counter() - started, exchange.sent, exchange.received
+            )
             svc.audit.add(
                 space_id=space_id,
                 hub_id=hub_id,
@@ -242,6 +258,8 @@ class _Exchange:
         self.watcher: asyncio.Future[None] | None = None
         self.client_left = False
         self.finished = False
+        self.sent = 0  # body bytes to the Hub
+        self.received = 0  # and from it
 
     def framing(self) -> tuple[Headers, bool]:
         """The body's framing headers for the Hub, and whether there is a body."""
@@ -267,6 +285,7 @@ class _Exchange:
                 raise _ClientGone()
             chunk = message.get("body", b"")
             if chunk:
+                self.sent += len(chunk)
                 yield chunk
             if not message.get("more_body", False):
                 break
@@ -327,6 +346,7 @@ class _Exchange:
                 self.started = True
                 self.status = response.status
                 async for chunk in response.chunks():
+                    self.received += len(chunk)
                     await self.send(
                         {"type": "http.response.body", "body": chunk, "more_body": True}
                     )

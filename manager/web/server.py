@@ -1,4 +1,8 @@
-"""Runs uvicorn with the manager's app; the one place that wires settings to listeners."""
+"""Runs uvicorn with the manager's app; the one place that wires settings to listeners.
+
+SIGTERM drains before uvicorn's own shutdown (`DrainingServer`; manager/services/drain.py
+says why): not ready at once, idle keep-alive connections closed as they go idle, tunnels
+closed over the drain window, then uvicorn stops listening and exits 0."""
 
 from __future__ import annotations
 
@@ -9,16 +13,24 @@ import ctypes.util
 import importlib
 import logging
 import os
+import signal
 from collections.abc import Callable
+from types import FrameType
 
 import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from manager.config import Settings
 from manager.services.context import Services
+from manager.services.drain import Drain
 from manager.tunnel.connect import TunnelProtocol, make_http_protocol
 from manager.web.app import create_app
+from manager.web.metrics_port import start_metrics_server
 
 log = logging.getLogger("manager")
+
+IDLE_SWEEP_S = 0.5  # while draining, keep-alive connections are closed once idle this often
+AFTER_DRAIN_S = 3  # what uvicorn then gives requests still running (none go to Hubs)
 
 
 def build_config(svc: Services, *, own_services: bool = True) -> uvicorn.Config:
@@ -30,6 +42,7 @@ def build_config(svc: Services, *, own_services: bool = True) -> uvicorn.Config:
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
+        log_config=None,  # manager.logs configures logging, uvicorn's loggers included
         proxy_headers=False,
         server_header=False,
         timeout_keep_alive=30,
@@ -76,10 +89,57 @@ def event_loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] |
     return factory
 
 
+class DrainingServer(uvicorn.Server):
+    """uvicorn's server, with a drain between SIGTERM and its shutdown. Other signals (and a
+    second SIGTERM) stop it as uvicorn does."""
+
+    def __init__(self, config: uvicorn.Config, drain: Drain) -> None:
+        super().__init__(config)
+        self.drain = drain
+        self.drain_requested = False
+        self._drain_task: asyncio.Task[None] | None = None
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if sig == signal.SIGTERM and not self.drain_requested and not self.should_exit:
+            # Only flags here, in a signal handler; on_tick starts the work in the loop.
+            self.drain_requested = True
+            self.drain.start()
+            return
+        super().handle_exit(sig, frame)
+
+    async def on_tick(self, counter: int) -> bool:
+        if self.drain_requested and self._drain_task is None:
+            self._drain_task = asyncio.get_running_loop().create_task(self._drain())
+        return await super().on_tick(counter)
+
+    async def _drain(self) -> None:
+        sweeper = asyncio.get_running_loop().create_task(self._close_idle_connections())
+        try:
+            await self.drain.run()
+        except Exception as exc:
+            log.error("drain failed: %r; stopping now", exc)
+        finally:
+            sweeper.cancel()
+            self.config.timeout_graceful_shutdown = AFTER_DRAIN_S
+            self.should_exit = True
+
+    async def _close_idle_connections(self) -> None:
+        """HTTP connections between requests are closed, and ones mid-request close after
+        their response (uvicorn's own `shutdown` of a connection does exactly that), so
+        clients move to ready replicas. A connection that has not sent its first request yet
+        is left alone: it is served (a health probe, say)."""
+        while True:
+            for conn in list(self.server_state.connections):
+                if isinstance(conn, H11Protocol) and conn.cycle is not None:
+                    conn.shutdown()
+            await asyncio.sleep(IDLE_SWEEP_S)
+
+
 async def run_server(settings: Settings) -> None:
     svc = Services.build(settings)
     config = build_config(svc)
     tunnel_server: asyncio.Server | None = None
+    metrics_server: asyncio.Server | None = None
     if settings.tunnel_port:
         config.load()
         tunnel_server = await asyncio.get_running_loop().create_server(
@@ -89,8 +149,14 @@ async def run_server(settings: Settings) -> None:
             ssl=config.ssl,
         )
         log.info("Hub tunnels also on %s:%d", settings.host, settings.tunnel_port)
+    if settings.metrics_port:
+        metrics_server = await start_metrics_server(
+            settings.host, settings.metrics_port, svc.metrics.render
+        )
+        log.info("metrics without a token on %s:%d/metrics", settings.host, settings.metrics_port)
     try:
-        await uvicorn.Server(config).serve()
+        await DrainingServer(config, svc.drain).serve()
     finally:
-        if tunnel_server is not None:
-            tunnel_server.close()
+        for server in (tunnel_server, metrics_server):
+            if server is not None:
+                server.close()

@@ -4,7 +4,8 @@ Authentication is the Hub's own (`Authorization: Digest cnonce=` proof, or
 `Authorization: Bearer <access key>`), checked by the same gate as CONNECT tunnels; after
 that the socket carries BPMux and everything else is shared. Refusals are close codes a
 connector can act on: 4403 (key refused: stop), 4429 (too many failures: retry later),
-4409 (id taken: stop), 4413 (Hub limit: stop), 4401 (key revoked: stop).
+4409 (id taken: stop), 4413 (Hub limit: stop), 4401 (key revoked: stop), 1013 (this replica
+is draining: try again, elsewhere), 1012 (closed by a drain: reconnect).
 """
 
 from __future__ import annotations
@@ -17,11 +18,16 @@ from manager.services.context import Services
 from manager.tunnel.connect import ConnectRequest
 from manager.tunnel.websocket import run_websocket_tunnel
 
-REFUSALS = {403: (4403, "access key refused"), 429: (4429, "too many attempts or tunnels")}
+REFUSALS = {
+    403: (4403, "access key refused"),
+    429: (4429, "too many attempts or tunnels"),
+    503: (1013, "manager draining; try again"),  # 1013: Try Again Later
+}
 ENDINGS: dict[str, tuple[int, str]] = {  # keyed by Ending, which are strings
     Ending.ID_TAKEN: (4409, "id already connected"),
     Ending.HUB_LIMIT: (4413, "Hub limit reached"),
     Ending.KEY_REVOKED: (4401, "access key revoked"),
+    Ending.DRAINING: (1012, "manager draining; reconnect"),  # 1012: Service Restart
 }
 
 
