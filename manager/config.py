@@ -124,7 +124,7 @@ class Settings:
         if self.peer_url:
             return self.peer_url.rstrip("/")
         host = self.host if self.host not in ("0.0.0.0", "::", "") else socket.gethostname()
-        scheme = "https" if self.ssl_certfile and not self.peer_port else "http"
+        scheme = "https" if self.ssl_certfile else "http"  # TLS applies to the peer port too
         return f"{scheme}://{host}:{self.peer_port or self.port}"
 
     @property

@@ -14,6 +14,7 @@ import importlib
 import logging
 import os
 import signal
+import socket
 from collections.abc import Callable
 from types import FrameType
 
@@ -154,9 +155,24 @@ async def run_server(settings: Settings) -> None:
             settings.host, settings.metrics_port, svc.metrics.render
         )
         log.info("metrics without a token on %s:%d/metrics", settings.host, settings.metrics_port)
+    sockets = None
+    if settings.peer_port:
+        # Other replicas forward to this port (MANAGER_PEER_URL); it is served by the same
+        # app, so one server drains both.
+        sockets = [config.bind_socket(), _bound(settings.host, settings.peer_port)]
+        log.info("peer route for other replicas on %s:%d", settings.host, settings.peer_port)
     try:
-        await DrainingServer(config, svc.drain).serve()
+        await DrainingServer(config, svc.drain).serve(sockets=sockets)
     finally:
         for server in (tunnel_server, metrics_server):
             if server is not None:
                 server.close()
+
+
+def _bound(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.set_inheritable(True)
+    return sock

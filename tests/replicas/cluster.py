@@ -58,7 +58,11 @@ class Cluster(SpaceCalls):
 
 
 def replica_env(db_url: str, name: str) -> dict[str, str]:
+    """Each replica's peer route on a port of its own (MANAGER_PEER_PORT), as in Kubernetes."""
+    peer_port = free_port()
     return {
+        "MANAGER_PEER_PORT": str(peer_port),
+        "MANAGER_PEER_URL": f"http://127.0.0.1:{peer_port}",
         "MANAGER_DATABASE_URL": db_url,
         "MANAGER_SECRET": SECRET,
         "MANAGER_PEER_SECRET": PEER_SECRET,
