@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -18,6 +19,7 @@ from manager.config import Settings
 from manager.db import migrate
 from manager.services.spaces import Bootstrap, bootstrap_if_empty
 from manager.web.server import event_loop_factory, limit_malloc_arenas, run_server
+from manager.web.workers import check_workers, run_workers
 
 
 @click.group()
@@ -68,6 +70,12 @@ def db_upgrade(ctx: click.Context) -> None:
     "--ssl-certfile", default=None, help="PEM certificate: serve HTTPS (API and tunnels)."
 )
 @click.option("--ssl-keyfile", default=None, help="PEM private key for --ssl-certfile.")
+@click.option(
+    "--workers",
+    type=int,
+    default=None,
+    help="Processes sharing the port as replicas of each other (default 1; >1 needs PostgreSQL).",
+)
 @click.pass_context
 def serve(
     ctx: click.Context,
@@ -78,6 +86,7 @@ def serve(
     tunnel_port: int | None,
     ssl_certfile: str | None,
     ssl_keyfile: str | None,
+    workers: int | None,
 ) -> None:
     """Migrate the database and serve the API and Hub tunnels on one port."""
     settings: Settings = ctx.obj
@@ -90,6 +99,8 @@ def serve(
         ssl_certfile=ssl_certfile,
         ssl_keyfile=ssl_keyfile,
     )
+    workers = workers or int(os.environ.get("MANAGER_WORKERS", "1") or 1)
+    check_workers(settings, workers)
     limit_malloc_arenas()  # before any thread starts
     configure_logging(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -97,6 +108,8 @@ def serve(
     made = run_db(settings, lambda _svc, s: bootstrap_if_empty(s))
     if made is not None:
         announce_bootstrap(made, settings)
+    if workers > 1:
+        sys.exit(run_workers(settings, workers))
     with asyncio.Runner(loop_factory=event_loop_factory(settings.loop)) as runner:
         runner.run(run_server(settings))
 

@@ -19,7 +19,9 @@ from manager.services.metrics import CONTENT_TYPE
 READ_TIMEOUT_S = 10.0
 
 
-async def start_metrics_server(host: str, port: int, render: Callable[[], bytes]) -> asyncio.Server:
+async def start_metrics_server(
+    host: str, port: int, render: Callable[[], bytes], *, reuse_port: bool = False
+) -> asyncio.Server:
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             await _answer(reader, writer, render)
@@ -30,7 +32,7 @@ async def start_metrics_server(host: str, port: int, render: Callable[[], bytes]
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()
 
-    return await asyncio.start_server(handle, host, port)
+    return await asyncio.start_server(handle, host, port, reuse_port=reuse_port or None)
 
 
 async def _answer(

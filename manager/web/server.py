@@ -27,6 +27,7 @@ from manager.services.drain import Drain
 from manager.tunnel.connect import TunnelProtocol, make_http_protocol
 from manager.web.app import create_app
 from manager.web.metrics_port import start_metrics_server
+from manager.web.workers import WORKER_ENV
 
 log = logging.getLogger("manager")
 
@@ -137,6 +138,19 @@ class DrainingServer(uvicorn.Server):
 
 
 async def run_server(settings: Settings) -> None:
+    sockets = None
+    worker = bool(os.environ.get(WORKER_ENV))
+    if worker:
+        # One of `serve --workers N`: the port shared with the others, the peer route on a
+        # loopback port of its own (manager.web.workers).
+        peer = _bound("127.0.0.1", 0)
+        settings = settings.with_overrides(peer_url=f"http://127.0.0.1:{peer.getsockname()[1]}")
+        sockets = [_bound(settings.host, settings.port, reuse_port=True), peer]
+    elif settings.peer_port:
+        # Other replicas forward to this port (MANAGER_PEER_URL); it is served by the same
+        # app, so one server drains both.
+        sockets = [_bound(settings.host, settings.port), _bound(settings.host, settings.peer_port)]
+        log.info("peer route for other replicas on %s:%d", settings.host, settings.peer_port)
     svc = Services.build(settings)
     config = build_config(svc)
     tunnel_server: asyncio.Server | None = None
@@ -148,19 +162,14 @@ async def run_server(settings: Settings) -> None:
             settings.host,
             settings.tunnel_port,
             ssl=config.ssl,
+            reuse_port=worker or None,  # shared by `serve --workers N`
         )
         log.info("Hub tunnels also on %s:%d", settings.host, settings.tunnel_port)
     if settings.metrics_port:
         metrics_server = await start_metrics_server(
-            settings.host, settings.metrics_port, svc.metrics.render
+            settings.host, settings.metrics_port, svc.metrics.render, reuse_port=worker
         )
         log.info("metrics without a token on %s:%d/metrics", settings.host, settings.metrics_port)
-    sockets = None
-    if settings.peer_port:
-        # Other replicas forward to this port (MANAGER_PEER_URL); it is served by the same
-        # app, so one server drains both.
-        sockets = [config.bind_socket(), _bound(settings.host, settings.peer_port)]
-        log.info("peer route for other replicas on %s:%d", settings.host, settings.peer_port)
     try:
         await DrainingServer(config, svc.drain).serve(sockets=sockets)
     finally:
@@ -169,10 +178,12 @@ async def run_server(settings: Settings) -> None:
                 server.close()
 
 
-def _bound(host: str, port: int) -> socket.socket:
+def _bound(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
     sock.set_inheritable(True)
     return sock
