@@ -9,16 +9,17 @@ true value), where `.ci/run` installs everything.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import signal
 import socket
 import sys
 import threading
 import traceback
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import httpx
 import pytest
@@ -113,6 +114,28 @@ def dump_tasks_and_threads(exclude: int | None) -> None:
         if ident not in (current, exclude):
             print(f"Stack of thread {names.get(ident, ident)}:", file=sys.stderr)
             print("".join(traceback.format_stack(frame)), file=sys.stderr)
+
+
+T = TypeVar("T")
+
+
+async def eventually(
+    check: Callable[[], Awaitable[T | None] | T | None],
+    what: str = "condition",
+    timeout: float = 20,
+) -> T:
+    """The first truthy result of `check` (a plain or an async function), polled every 0.1 s
+    until `timeout` s; never blocks the event loop (the manager under test may run in it)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        last = check()
+        if inspect.isawaitable(last):
+            last = await last
+        if last:
+            return last  # type: ignore[return-value]
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"not in {timeout} s: {what}; last: {last!r}")
+        await asyncio.sleep(0.1)
 
 
 def free_port() -> int:

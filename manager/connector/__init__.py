@@ -11,10 +11,9 @@ channel is answered with messages derived from polling that API.
     head      a channel's request head, via h11                (pure)
     netinfo   NETWORK_INFO of this machine
     hubapi    polling the local Hub (httpcore)
-    tunnel    Mux over a websockets client, ChannelPort back-pressure
     forward   a proxied channel ↔ TCP to the Hub
     control   the control channel
-    runner    Connector: connect, serve, reconnect, stop
+    runner    Connector: connect, serve (a TunnelSession over the WebSocket), reconnect, stop
 """
 
 from manager.connector.errors import ConnectorError, LocalHubError, UsageError

@@ -19,15 +19,16 @@ from typing import Any, Final, Protocol, TypeVar
 
 import h11
 
-from manager.connector.errors import ChannelGone, LocalHubError
+from manager.connector.errors import LocalHubError
 from manager.connector.feed import ControlFeed, Message
 from manager.connector.head import HeadSniffer
 from manager.connector.hubapi import LocalHub
 from manager.connector.netinfo import network_info
 from manager.connector.policy import STOP_MESSAGES
-from manager.connector.tunnel import ChannelPort
 from manager.hubs.control import ControlDecoder, ControlMessage, encode_message
 from manager.hubs.state import STH_ID
+from manager.tunnel.channel import Channel
+from manager.tunnel.errors import ChannelReset, TunnelClosed
 
 __all__ = ["ControlChannel", "HubWatch", "SessionEvents"]
 
@@ -36,6 +37,7 @@ log = logging.getLogger("manager.connector")
 MAX_LINE: Final = 1024 * 1024  # the manager's messages are tiny; never buffer more
 ID_WAIT_S: Final = 3.0  # how long the snapshot waits for an id the manager is assigning
 T = TypeVar("T")
+_GONE = (ChannelReset, TunnelClosed)  # the channel or the tunnel went away
 
 
 class SessionEvents(Protocol):
@@ -70,7 +72,7 @@ class HubWatch:
 class ControlChannel:
     def __init__(
         self,
-        port: ChannelPort,
+        channel: Channel,
         sniffer: HeadSniffer,
         *,
         feed: ControlFeed,
@@ -80,7 +82,7 @@ class ControlChannel:
         load_interval: float,
         poll_interval: float,
     ) -> None:
-        self.port = port
+        self.channel = channel
         self.sniffer = sniffer
         self.conn = sniffer.conn
         self.feed = feed
@@ -99,9 +101,9 @@ class ControlChannel:
         """Serve until the manager ends the request or the tunnel goes; a control channel
         that ends takes the tunnel with it (a Hub only resynchronises on a new tunnel)."""
         head = h11.Response(status_code=200, headers=[("Transfer-Encoding", "chunked")])
-        await self.port.write(self.conn.send(head) or b"")
+        await self.channel.write(self.conn.send(head) or b"")
         self._take_events()
-        self.port.consumed(self.sniffer.seen)
+        self.channel.consumed(self.sniffer.seen)
         if self.feed.hub_id:
             self.events.identified(self.feed.hub_id)
         reader = asyncio.ensure_future(self._read_manager())
@@ -113,28 +115,28 @@ class ControlChannel:
             writer.cancel()
             outcomes = await asyncio.gather(reader, writer, return_exceptions=True)
         for outcome in outcomes:
-            if isinstance(outcome, Exception) and not isinstance(outcome, ChannelGone):
+            if isinstance(outcome, Exception) and not isinstance(outcome, _GONE):
                 log.warning("control channel failed: %r", outcome)
-        await self.port.tunnel.close(1000, "control channel ended")
+        self.channel.session.close("control channel ended")
 
     async def send(self, messages: list[Message]) -> None:
         async with self._lock:
             for code, payload in messages:
                 data = self.conn.send(h11.Data(data=encode_message(code, payload)))
                 if data:
-                    await self.port.write(data)
+                    await self.channel.write(data)
 
     # the manager's side
 
     async def _read_manager(self) -> None:
         while True:
-            data = await self.port.read()
+            data = await self.channel.read()
             if not data:
                 log.info("the manager ended the control channel")
                 return
             self.conn.receive_data(data)
             ended = self._take_events()
-            self.port.consumed(len(data))
+            self.channel.consumed(len(data))
             if ended:
                 return
 
@@ -184,7 +186,7 @@ class ControlChannel:
             async with asyncio.TaskGroup() as loops:  # one failing stops the other
                 loops.create_task(self._load_loop())
                 loops.create_task(self._poll_loop())
-        except* ChannelGone:
+        except* _GONE:
             pass  # the channel went away: nothing left to say
 
     async def _load(self) -> Message:

@@ -21,7 +21,3 @@ class LocalHubError(ConnectorError):
 
 class BadRequestHead(ConnectorError):
     """A channel did not start with an HTTP/1.1 request head we can route."""
-
-
-class ChannelGone(ConnectorError):
-    """The channel (or the whole tunnel) closed under a handler that still wanted to use it."""

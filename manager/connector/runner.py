@@ -1,8 +1,10 @@
 """The connector's life: connect, serve the tunnel, come back after failures, stop when told.
 
 One `Connector` per local Hub. Each attempt opens the WebSocket (TLS and proxy per the
-options), wraps it in a `Tunnel` and routes each channel by its request head: the control
-channel is answered here, everything else is forwarded to the Hub. Between attempts it waits
+options), runs the Hub's end of a `TunnelSession` over it (low channel numbers, window given
+back only as handlers consume, so a slow local Hub slows the manager down instead of filling
+our memory) and routes each channel by its request head: the control channel is answered
+here, everything else is forwarded to the Hub. Between attempts it waits
 as `Backoff` says; the manager's refusals (close codes, KEY_REVOKED and friends) end it for
 good, like a real Hub. It logs one line per change of state and never the key.
 """
@@ -30,10 +32,12 @@ from manager.connector.head import HeadSniffer, simple_response
 from manager.connector.hubapi import LocalHub
 from manager.connector.options import ConnectorOptions, choose_proxy, redact_url, tunnel_headers
 from manager.connector.policy import Backoff, close_verdict
-from manager.connector.tunnel import ChannelPort, Tunnel
 from manager.hubs.keys import make_proof
+from manager.tunnel.channel import Channel
+from manager.tunnel.session import ChannelHandler, TunnelSession
+from manager.tunnel.websocket import ClientSocket, MessageSocket, WebSocketCarrier, close_code_for
 
-__all__ = ["Connector"]
+__all__ = ["Connector", "hub_end"]
 
 log = logging.getLogger("manager.connector")
 
@@ -41,6 +45,28 @@ MAX_INCOMING: Final = 8 * 1024 * 1024  # the manager sends messages of up to 4 M
 PING_S: Final = 10.0  # our own pings: a dead manager is noticed within 20 s
 OPEN_TIMEOUT_S: Final = 15.0
 FAREWELL_S: Final = 2.0  # after a stop message, how long the manager gets to close first
+WINDOW: Final = 512 * 1024  # what the manager may send per channel before we consume it
+MAX_MESSAGE: Final = 1024 * 1024  # the manager refuses messages over 4 MiB
+HIGH_WATER: Final = 2 * 1024 * 1024  # queued for the WebSocket before writers pause
+LOW_WATER: Final = 512 * 1024
+
+
+def hub_end(
+    socket: MessageSocket, on_channel: ChannelHandler, *, name: str
+) -> tuple[TunnelSession, WebSocketCarrier]:
+    """A Hub's end of a tunnel over `socket`; run it with `carrier.carry(session)`."""
+    carrier = WebSocketCarrier(
+        socket, max_message=MAX_MESSAGE, high_water=HIGH_WATER, low_water=LOW_WATER
+    )
+    session = TunnelSession(
+        carrier,
+        name=name,
+        window=WINDOW,
+        on_channel=on_channel,
+        high_channels=False,
+        explicit_consume=True,
+    )
+    return session, carrier
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +93,7 @@ class Connector:
         self.ssl = options.ssl_context()
         self.connected = asyncio.Event()  # set while a control channel runs (for callers)
         self.stop_reason: str | None = None
-        self._tunnel: Tunnel | None = None
+        self._tunnel: TunnelSession | None = None
         self._proof: str | None = None
         self._hub: LocalHub | None = None
         self._farewell: asyncio.Future[None] | None = None
@@ -110,11 +136,11 @@ class Connector:
         if tunnel is not None and self._farewell is None:
             self._farewell = asyncio.ensure_future(self._close_later(tunnel))
 
-    async def _close_later(self, tunnel: Tunnel) -> None:
+    async def _close_later(self, tunnel: TunnelSession) -> None:
         """The manager closes with its own code right after a stop message; if it does not,
         we close after a grace period rather than sit on a tunnel we must not use."""
         await asyncio.sleep(FAREWELL_S)
-        await tunnel.close(1000, "stopping")
+        tunnel.close("stopping")
 
     # one attempt
 
@@ -139,15 +165,18 @@ class Connector:
                 user_agent_header=f"space-manager-connect/{__version__}",
             ) as ws:
                 opened = time.monotonic()
-                tunnel = Tunnel(ws, self._serve_channel, name=f"tunnel to {url}")
+                tunnel, carrier = hub_end(
+                    ClientSocket(ws), self._serve_channel, name=f"tunnel to {url}"
+                )
                 self._tunnel = tunnel
                 try:
-                    await tunnel.run()
+                    await carrier.carry(tunnel)
                 finally:
                     self._tunnel = None
             stop, words = close_verdict(ws.close_code, ws.close_reason)
-            if tunnel.failure is not None:
-                words = tunnel.failure
+            ours = tunnel.close_reason or ""
+            if close_code_for(ours)[0] != 1000:  # we hung up: the manager broke the protocol
+                words = ours
         except InvalidStatus as exc:
             stop, words = False, f"could not connect: HTTP {exc.response.status_code}"
         except (OSError, TimeoutError, WebSocketException) as exc:
@@ -157,28 +186,28 @@ class Connector:
         lived = None if opened is None else time.monotonic() - opened
         return Attempt(words, lived)
 
-    async def _serve_channel(self, port: ChannelPort) -> None:
+    async def _serve_channel(self, channel: Channel) -> None:
         """Route one manager-opened channel by its request head."""
         sniffer = HeadSniffer()
         head = None
         while head is None:
-            data = await port.read()
+            data = await channel.read()
             try:
                 head = sniffer.feed(data)
             except BadRequestHead as exc:
                 if sniffer.seen:
-                    log.warning("channel %d: not an HTTP request (%s)", port.number, exc)
-                port.consumed(sniffer.seen)
+                    log.warning("channel %d: not an HTTP request (%s)", channel.number, exc)
+                channel.consumed(sniffer.seen)
                 with contextlib.suppress(Exception):
-                    await port.write(simple_response(sniffer.conn, 400, "Bad Request"))
-                port.end()
+                    await channel.write(simple_response(sniffer.conn, 400, "Bad Request"))
+                await channel.end()
                 return
         if not head.is_control:
-            await forward(port, head, sniffer, self.options.hub)
+            await forward(channel, head, sniffer, self.options.hub)
             return
         assert self._hub is not None
         await ControlChannel(
-            port,
+            channel,
             sniffer,
             feed=self.feed,
             hub=self._hub,

@@ -2,7 +2,10 @@
 
 Reading gives window back to the peer (STATUS) only as the application consumes, so a
 slow reader pauses the Hub instead of growing a buffer; writing waits for the peer's
-window and for the carrier to drain. Owns no protocol logic: the Mux decides the frames.
+window and for the carrier to drain. By default what `read` returns counts as consumed; in
+a session with `explicit_consume` the reader says so itself (`consumed`) once the bytes are
+where they were going, so a slow destination behind the reader holds the peer back too.
+Owns no protocol logic: the Mux decides the frames.
 """
 
 from __future__ import annotations
@@ -23,9 +26,11 @@ class Channel:
         self.ours = ours
         self._inbox = bytearray()
         self._unreported = 0  # bytes consumed but not yet reported with STATUS
+        self._held = 0  # explicit_consume: bytes read but not yet `consumed`
         self._eof = False
         self._error = False
         self._ended = False
+        self._half_closed = False  # we sent END (or ERROR_END)
         self._discard = False
         self._readable = asyncio.Event()
         self._writable = asyncio.Event()
@@ -78,7 +83,8 @@ class Channel:
         return self._eof and not self._inbox
 
     async def read(self, max_bytes: int = 65536) -> bytes:
-        """Up to `max_bytes`; b"" once the peer has ended its side."""
+        """Up to `max_bytes`; b"" once the peer has ended its side. With `explicit_consume`
+        the caller owes a `consumed` for what it got."""
         while not self._inbox:
             if self._eof:
                 if self._error:
@@ -87,10 +93,25 @@ class Channel:
             self._readable.clear()
             await self._readable.wait()
         take = min(max_bytes, len(self._inbox))
-        data = bytes(self._inbox[:take])
-        del self._inbox[:take]
-        self._consumed(take)
+        if take == len(self._inbox):  # the common case: one copy, nothing to shift
+            data = bytes(self._inbox)
+            self._inbox.clear()
+        else:
+            data = bytes(self._inbox[:take])
+            del self._inbox[:take]
+        if self.session.explicit_consume:
+            self._held += take
+        else:
+            self._consumed(take)
         return data
+
+    def consumed(self, n: int) -> None:
+        """`n` of the bytes `read` returned are used up: the peer may send that much more.
+        Only meaningful with `explicit_consume` (otherwise `read` did it already)."""
+        n = min(n, self._held)
+        if n > 0:
+            self._held -= n
+            self._consumed(n)
 
     def _consumed(self, n: int) -> None:
         self._unreported += n
@@ -104,25 +125,35 @@ class Channel:
 
     # writing
 
-    async def write(self, data: bytes | bytearray | memoryview) -> None:
-        view = memoryview(data).cast("B")
-        while view:
+    async def sendable(self) -> int:
+        """Wait until the peer's window and the carrier have room; returns how many bytes
+        may be sent now. A caller that reads its source only that far (and writes at once)
+        holds nothing back in memory: back-pressure reaches the source."""
+        while True:
             await self.opened.wait()
+            await self.session.writable()
             if self._ended or self.session.is_closed:
                 raise TunnelClosed(f"channel {self.number} is closed")
             if self._error:
                 # The peer reset the channel: nobody will read what we write.
                 raise ChannelReset(f"channel {self.number} reset")
-            await self.session.writable()
+            if self._half_closed:
+                raise TunnelClosed(f"channel {self.number}: already ended")
             self._writable.clear()
-            sent = self.session.send(self.number, view)
-            if sent:
-                view = view[sent:]
-            else:
-                await self._writable.wait()
+            room = self.session.allowance(self.number)
+            if room > 0:
+                return room
+            await self._writable.wait()
+
+    async def write(self, data: bytes | bytearray | memoryview) -> None:
+        view = memoryview(data).cast("B")
+        while view:
+            await self.sendable()
+            view = view[self.session.send(self.number, view) :]
 
     async def end(self) -> None:
         """Half-close our direction (like a TCP FIN); reading goes on."""
+        self._half_closed = True
         self.session.end(self.number)
 
     def abort(self) -> None:
@@ -131,11 +162,12 @@ class Channel:
         A clean, fully read exchange ends with END; anything else with ERROR_END, so the
         Hub stops producing instead of streaming into a channel nobody reads."""
         self._discard = True
-        dropped = len(self._inbox) + self._unreported
+        dropped = len(self._inbox) + self._unreported + self._held
         self._inbox.clear()
-        self._unreported = 0
+        self._unreported = self._held = 0
         if dropped:
             self.session.consumed(self.number, dropped)
+        self._half_closed = True
         self.session.end(self.number, error=not self._eof)
         # Whoever still reads or writes here (another task of the same exchange) stops now
         # instead of waiting for the peer to answer the reset.

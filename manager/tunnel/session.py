@@ -2,7 +2,10 @@
 
 The carrier (a CONNECT socket or a WebSocket) pushes bytes in with `feed`; frames go out
 through `Carrier.write` in the order the Mux queued them. Peer-opened channels are given to
-`on_channel` in their own task. Knows nothing of Spaces, keys or HTTP.
+`on_channel` in their own task. Either end of a tunnel can be run: the manager's (channels
+from the high range, as by default) or a Hub's (`high_channels=False`, usually with
+`explicit_consume` so window goes back only as the Hub takes the bytes). Knows nothing of
+Spaces, keys or HTTP.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from manager.mux import (
     WindowUpdated,
 )
 from manager.tunnel.channel import Channel
-from manager.tunnel.errors import ChannelOpenTimeout, TooManyChannels, TunnelClosed
+from manager.tunnel.errors import ChannelOpenTimeout, ChannelReset, TooManyChannels, TunnelClosed
 
 log = logging.getLogger("manager.tunnel")
 
@@ -56,12 +59,15 @@ class TunnelSession:
         max_channels: int = MAX_CHANNELS,
         on_channel: ChannelHandler | None = None,
         high_channels: bool = True,
+        explicit_consume: bool = False,
     ) -> None:
         self.carrier = carrier
         self.name = name
         self.window = window
         self.max_channels = max_channels
         self.on_channel = on_channel
+        # Whether `Channel.read` counts as consumed or the reader calls `Channel.consumed`.
+        self.explicit_consume = explicit_consume
         # The manager opens high-numbered channels, a Hub low ones (hub-protocol.md).
         self.mux = Mux(window=window, high_channels=high_channels)
         self.channels: dict[int, Channel] = {}
@@ -133,6 +139,9 @@ class TunnelSession:
 
     async def writable(self) -> None:
         await self._carrier_ready.wait()
+
+    def allowance(self, number: int) -> int:
+        return self.mux.allowance(number)
 
     def send(self, number: int, data: memoryview) -> int:
         try:
@@ -213,6 +222,8 @@ class TunnelSession:
         assert self.on_channel is not None
         try:
             await self.on_channel(channel)
+        except (TunnelClosed, ChannelReset) as exc:  # it went away under the handler
+            log.debug("%s: channel %d gone: %r", self.name, channel.number, exc)
         except Exception as exc:  # one bad request must not take the tunnel down
             log.warning("%s: channel %d handler failed: %r", self.name, channel.number, exc)
         finally:

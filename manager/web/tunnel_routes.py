@@ -16,7 +16,7 @@ from starlette.websockets import WebSocket
 from manager.hubs.endings import Ending
 from manager.services.context import Services
 from manager.tunnel.connect import ConnectRequest
-from manager.tunnel.websocket import run_websocket_tunnel
+from manager.tunnel.websocket import close_code_for, run_websocket_tunnel
 
 REFUSALS = {
     403: (4403, "access key refused"),
@@ -34,9 +34,7 @@ ENDINGS: dict[str, tuple[int, str]] = {  # keyed by Ending, which are strings
 def close_code(reason: str) -> tuple[int, str]:
     if reason in ENDINGS:
         return ENDINGS[reason]
-    if reason.startswith("protocol error"):
-        return 1002, reason
-    return 1000, reason or "tunnel closed"
+    return close_code_for(reason)
 
 
 async def hub_websocket(ws: WebSocket) -> None:

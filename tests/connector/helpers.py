@@ -11,8 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -179,18 +178,6 @@ class ConnectorProcess:
         if self.proc.returncode is None:
             self.proc.kill()
             await self.proc.wait()
-
-
-async def eventually(
-    check: Callable[[], Awaitable[bool]], timeout: float = 15.0, what: str = "condition"
-) -> float:
-    """Poll `check` until it holds; returns the seconds it took."""
-    started = time.monotonic()
-    while not await check():
-        if time.monotonic() - started > timeout:
-            raise AssertionError(f"{what} not reached within {timeout} s")
-        await asyncio.sleep(0.1)
-    return time.monotonic() - started
 
 
 async def hub_entry(manager: RunningManager, hub_id: str) -> dict[str, Any] | None:

@@ -8,14 +8,8 @@ import json
 import warnings
 from pathlib import Path
 
-from tests.connector.helpers import (
-    Host018,
-    connector_running,
-    eventually,
-    is_healthy,
-    options_for,
-    pack_hello,
-)
+from tests.conftest import eventually
+from tests.connector.helpers import Host018, connector_running, is_healthy, options_for, pack_hello
 from tests.interop.peer import NODE_DIR, require_node
 from tests.running import RunningManager
 

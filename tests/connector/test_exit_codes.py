@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from websockets.asyncio.server import ServerConnection, serve
 
-from tests.conftest import free_port
+from tests.conftest import eventually, free_port
 from tests.connector.fakehub import FakeHub
-from tests.connector.helpers import ConnectorProcess, eventually, hub_entry, is_healthy
+from tests.connector.helpers import ConnectorProcess, hub_entry, is_healthy
 from tests.running import RunningManager
 
 EXIT_STOPPED = 3

@@ -10,13 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import eventually, free_port
 from tests.connector.helpers import (
     BIN,
     ConnectorProcess,
     Host018,
     connector_running,
-    eventually,
     hub_entry,
     is_gone,
     is_healthy,
@@ -164,8 +163,7 @@ async def test_killed_connector_shows_disconnected_and_comes_back(
         await eventually(lambda: is_healthy(manager, "k-hub"), what="k-hub healthy")
         proc.proc.kill()  # SIGKILL: no goodbye
         await proc.proc.wait()
-        took = await eventually(lambda: is_gone(manager, "k-hub"), timeout=15)
-        assert took < 15
+        await eventually(lambda: is_gone(manager, "k-hub"), what="k-hub gone", timeout=15)
     finally:
         await proc.stop()
     proc = await ConnectorProcess.start(manager, key, host018.url, log, "--id", "k-hub")

@@ -12,11 +12,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.conftest import eventually
 from tests.connector.fakehub import FakeHub
 from tests.connector.helpers import (
     RunningConnector,
     connector_running,
-    eventually,
     hub_entry,
     is_healthy,
     options_at,

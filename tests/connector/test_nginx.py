@@ -13,8 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import bearer, free_port, need_service
-from tests.connector.helpers import Host018, connector_running, eventually, is_healthy, options_for
+from tests.conftest import bearer, eventually, free_port, need_service
+from tests.connector.helpers import Host018, connector_running, is_healthy, options_for
 from tests.running import RunningManager
 
 pytestmark = pytest.mark.interop

@@ -9,14 +9,8 @@ import asyncio
 import json
 from pathlib import Path
 
-from tests.connector.helpers import (
-    Host018,
-    connector_running,
-    eventually,
-    is_healthy,
-    options_for,
-    pack_hello,
-)
+from tests.conftest import eventually
+from tests.connector.helpers import Host018, connector_running, is_healthy, options_for, pack_hello
 from tests.interop.si import Si
 from tests.interop.test_si_flows import stream_lines
 from tests.running import RunningManager

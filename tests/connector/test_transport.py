@@ -13,11 +13,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.conftest import eventually
 from tests.connector.fakehub import FakeHub, pattern
 from tests.connector.helpers import (
     Host018,
     connector_running,
-    eventually,
     hub_entry,
     is_healthy,
     options_at,

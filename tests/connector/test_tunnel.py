@@ -1,5 +1,6 @@
-"""The connector's tunnel end against a scripted manager (a test-side Mux over a fake
-WebSocket): routing, 502 for a dead Hub, and back-pressure both ways, with byte counts."""
+"""The connector's tunnel end (`hub_end`: the Hub's end of a `TunnelSession`) against a
+scripted manager (a test-side Mux over a fake WebSocket): routing, 502 for a dead Hub, and
+back-pressure both ways, with byte counts."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import h11
 import pytest
 
 from manager.connector import Connector, ConnectorOptions, HubAddress
-from manager.connector.tunnel import WINDOW, Tunnel
+from manager.connector.runner import WINDOW, hub_end
 from manager.mux import ChannelEnded, DataReceived, HandshakeCompleted, Mux, WindowUpdated
 from tests.conftest import free_port
 
@@ -20,23 +21,20 @@ MiB = 1 << 20
 
 
 class FakeWebSocket:
-    """Just enough of a websockets client connection for `Tunnel`."""
+    """A `MessageSocket` whose peer is the test."""
 
     def __init__(self) -> None:
         self.inbox: asyncio.Queue[bytes | None] = asyncio.Queue()
         self.outbox: asyncio.Queue[bytes] = asyncio.Queue()
         self.close_code: int | None = None
 
-    def __aiter__(self) -> FakeWebSocket:
-        return self
-
-    async def __anext__(self) -> bytes:
+    async def receive_message(self) -> bytes | None:
         item = await self.inbox.get()
         if item is None:
-            raise StopAsyncIteration
+            self.inbox.put_nowait(None)  # closed stays closed
         return item
 
-    async def send(self, data: bytes) -> None:
+    async def send_bytes(self, data: bytes) -> None:
         await self.outbox.put(data)
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
@@ -109,8 +107,8 @@ async def tunnel_to(hub_port: int):
     )
     connector = Connector(options, environ={})
     ws = FakeWebSocket()
-    tunnel = Tunnel(ws, connector._serve_channel)  # type: ignore[arg-type]
-    runner = asyncio.ensure_future(tunnel.run())
+    session, carrier = hub_end(ws, connector._serve_channel, name="test tunnel")
+    runner = asyncio.ensure_future(carrier.carry(session))
     manager = ScriptedManager(ws)
     try:
         yield manager

@@ -20,18 +20,16 @@ import os
 import shutil
 import signal
 import subprocess
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 
 from tests.conftest import free_port, need_service
 
 REPO = Path(__file__).resolve().parents[2]
-T = TypeVar("T")
 INSTALL_SH = Path(os.environ.get("STH_INSTALL_SH", REPO.parent / "shared" / "sth" / "install.sh"))
 
 
@@ -63,18 +61,6 @@ def sth_dist() -> Path:
         _missing(got)
     assert isinstance(got, Path)
     return got
-
-
-async def eventually(check: Callable[[], Awaitable[T | None]], what: str, timeout: float = 20) -> T:
-    """The first truthy result of `check`, polled until `timeout` s."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        last = await check()
-        if last:
-            return last
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"not in {timeout} s: {what}; last: {last!r}")
-        await asyncio.sleep(0.1)
 
 
 def _processes_mentioning(marker: str) -> list[int]:

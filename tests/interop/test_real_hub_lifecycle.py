@@ -11,8 +11,9 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.conftest import eventually
 from tests.interop.packages import hello_package
-from tests.interop.sth import HubFleet, RealHub, eventually
+from tests.interop.sth import HubFleet, RealHub
 from tests.manager_process import manager_process
 from tests.running import RunningManager
 

@@ -21,8 +21,9 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.conftest import eventually
 from tests.interop.packages import hello_package, node_package
-from tests.interop.sth import HubFleet, eventually
+from tests.interop.sth import HubFleet
 from tests.interop.test_real_hub_stop_conditions import (
     ATTEMPT,
     DROPPED,

@@ -37,7 +37,8 @@ import pytest
 from manager.hubs import keys
 from manager.services import tokens
 from manager.services.tokens import TokenService
-from tests.interop.sth import HubFleet, RealHub, eventually
+from tests.conftest import eventually
+from tests.interop.sth import HubFleet, RealHub
 from tests.manager_process import BIN, manager_process
 from tests.running import RunningManager, SpaceCalls
 

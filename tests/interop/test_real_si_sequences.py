@@ -22,6 +22,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from tests.conftest import eventually
 from tests.interop.real_si import (
     json_lines,
     space_get,
@@ -29,7 +30,7 @@ from tests.interop.real_si import (
     write_echo_dir,
     write_echo_package,
 )
-from tests.interop.sth import HubFleet, Si, eventually
+from tests.interop.sth import HubFleet, Si
 from tests.running import RunningManager
 
 

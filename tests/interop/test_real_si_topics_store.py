@@ -13,9 +13,10 @@ import re
 from pathlib import Path
 from typing import Any
 
+from tests.conftest import eventually
 from tests.interop.packages import write_hello_package
 from tests.interop.real_si import space_get, terminal
-from tests.interop.sth import HubFleet, Si, eventually
+from tests.interop.sth import HubFleet, Si
 from tests.running import RunningManager
 
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")

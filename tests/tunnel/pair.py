@@ -42,13 +42,22 @@ class FakeCarrier:
 
 @contextlib.asynccontextmanager
 async def session_pair(
-    on_hub_channel: ChannelHandler | None = None, *, window: int = 256 * 1024
+    on_hub_channel: ChannelHandler | None = None,
+    *,
+    window: int = 256 * 1024,
+    explicit_consume: bool = False,
 ) -> AsyncIterator[tuple[TunnelSession, TunnelSession]]:
-    """(manager side, Hub side): the manager opens high channels, the Hub serves them."""
+    """(manager side, Hub side): the manager opens high channels, the Hub serves them (and
+    opens low ones); `explicit_consume` is the Hub side's (as `space-manager connect` runs it)."""
     to_hub, to_manager = FakeCarrier(), FakeCarrier()
     manager = TunnelSession(to_hub, name="manager", window=window)
     hub = TunnelSession(
-        to_manager, name="hub", window=window, on_channel=on_hub_channel, high_channels=False
+        to_manager,
+        name="hub",
+        window=window,
+        on_channel=on_hub_channel,
+        high_channels=False,
+        explicit_consume=explicit_consume,
     )
     to_hub.peer, to_manager.peer = hub, manager
     try:
