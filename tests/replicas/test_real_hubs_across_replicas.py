@@ -12,9 +12,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.conftest import eventually
 from tests.interop.packages import hello_package
 from tests.interop.real_si import write_echo_package
-from tests.interop.sth import HubFleet, Si, eventually
+from tests.interop.sth import HubFleet, Si
 from tests.replicas.cluster import Cluster, cluster
 
 HUBS = ("hub-a", "hub-b", "hub-c", "hub-d")
