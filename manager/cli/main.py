@@ -69,6 +69,12 @@ def db_upgrade(ctx: click.Context) -> None:
     "--ssl-certfile", default=None, help="PEM certificate: serve HTTPS (API and tunnels)."
 )
 @click.option("--ssl-keyfile", default=None, help="PEM private key for --ssl-certfile.")
+@click.option(
+    "--no-bootstrap",
+    is_flag=True,
+    help="Never create the first organization and admin token here, even on an empty database "
+    "(replicas: one `space-manager bootstrap` does it).",
+)
 @click.pass_context
 def serve(
     ctx: click.Context,
@@ -79,6 +85,7 @@ def serve(
     tunnel_port: int | None,
     ssl_certfile: str | None,
     ssl_keyfile: str | None,
+    no_bootstrap: bool,
 ) -> None:
     """Migrate the database and serve the API and Hub tunnels on one port."""
     settings: Settings = ctx.obj
@@ -95,11 +102,29 @@ def serve(
     configure_logging(settings.log_level)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     migrate.upgrade(settings.effective_database_url)
-    made = run_db(settings, lambda _svc, s: bootstrap_if_empty(s))
-    if made is not None:
-        announce_bootstrap(made, settings)
+    if not no_bootstrap:
+        made = run_db(settings, lambda _svc, s: bootstrap_if_empty(s))
+        if made is not None:
+            announce_bootstrap(made, settings)
     with asyncio.Runner(loop_factory=event_loop_factory(settings.loop)) as runner:
         runner.run(run_server(settings))
+
+
+@cli.command()
+@click.pass_context
+def bootstrap(ctx: click.Context) -> None:
+    """Migrate the database and, if it has no organization yet, create the default
+    organization, its Space and an admin API token, and print them once (what `serve` does
+    on its first start). With several replicas run this once, before them, and start them
+    with `serve --no-bootstrap`, so exactly one process creates and prints the token."""
+    settings: Settings = ctx.obj
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    migrate.upgrade(settings.effective_database_url)
+    made = run_db(settings, lambda _svc, s: bootstrap_if_empty(s))
+    if made is None:
+        click.echo("the database already has an organization; nothing created", err=True)
+    else:
+        announce_bootstrap(made, settings)
 
 
 def announce_bootstrap(made: Bootstrap, settings: Settings) -> None:
