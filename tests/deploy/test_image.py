@@ -113,13 +113,16 @@ def _debootstrap_base(work: Path) -> str:
 
 
 @pytest.fixture(scope="module")
-def base_image(tools, tmp_path_factory) -> str:
+def base_image(tools, tmp_path_factory) -> Iterator[str]:
     if os.environ.get("DEPLOY_BASE_IMAGE"):
-        return os.environ["DEPLOY_BASE_IMAGE"]
+        yield os.environ["DEPLOY_BASE_IMAGE"]
+        return
     with contextlib.suppress(subprocess.TimeoutExpired):
         if podman("pull", "-q", OFFICIAL_BASE, timeout=20, check=False).returncode == 0:
-            return OFFICIAL_BASE
-    return _debootstrap_base(tmp_path_factory.mktemp("base"))
+            yield OFFICIAL_BASE
+            return
+    yield _debootstrap_base(tmp_path_factory.mktemp("base"))
+    podman("rmi", LOCAL_BASE, check=False)  # made for this run: leave no image behind
 
 
 @pytest.fixture(scope="module")
