@@ -76,6 +76,12 @@ def db_upgrade(ctx: click.Context) -> None:
     default=None,
     help="Processes sharing the port as replicas of each other (default 1; >1 needs PostgreSQL).",
 )
+@click.option(
+    "--no-bootstrap",
+    is_flag=True,
+    help="Never create the first organization and admin token here, even on an empty database "
+    "(replicas: one `space-manager bootstrap` does it).",
+)
 @click.pass_context
 def serve(
     ctx: click.Context,
@@ -87,6 +93,7 @@ def serve(
     ssl_certfile: str | None,
     ssl_keyfile: str | None,
     workers: int | None,
+    no_bootstrap: bool,
 ) -> None:
     """Migrate the database and serve the API and Hub tunnels on one port."""
     settings: Settings = ctx.obj
@@ -105,13 +112,31 @@ def serve(
     configure_logging(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     migrate.upgrade(settings.effective_database_url)
-    made = run_db(settings, lambda _svc, s: bootstrap_if_empty(s))
-    if made is not None:
-        announce_bootstrap(made, settings)
+    if not no_bootstrap:
+        made = run_db(settings, lambda _svc, s: bootstrap_if_empty(s))
+        if made is not None:
+            announce_bootstrap(made, settings)
     if workers > 1:
         sys.exit(run_workers(settings, workers))
     with asyncio.Runner(loop_factory=event_loop_factory(settings.loop)) as runner:
         runner.run(run_server(settings))
+
+
+@cli.command()
+@click.pass_context
+def bootstrap(ctx: click.Context) -> None:
+    """Migrate the database and, if it has no organization yet, create the default
+    organization, its Space and an admin API token, and print them once (what `serve` does
+    on its first start). With several replicas run this once, before them, and start them
+    with `serve --no-bootstrap`, so exactly one process creates and prints the token."""
+    settings: Settings = ctx.obj
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    migrate.upgrade(settings.effective_database_url)
+    made = run_db(settings, lambda _svc, s: bootstrap_if_empty(s))
+    if made is None:
+        click.echo("the database already has an organization; nothing created", err=True)
+    else:
+        announce_bootstrap(made, settings)
 
 
 def announce_bootstrap(made: Bootstrap, settings: Settings) -> None:

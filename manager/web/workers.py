@@ -65,7 +65,7 @@ def worker_env(settings: Settings, index: int) -> dict[str, str]:
 
 def run_workers(settings: Settings, workers: int) -> int:
     """Start the workers and keep them running until SIGTERM or SIGINT."""
-    command = [sys.executable, "-m", "manager", "serve"]
+    command = [sys.executable, "-m", "manager", "serve", "--no-bootstrap"]  # the parent did
     procs: dict[int, subprocess.Popen[bytes]] = {}
     stopping = False
 
