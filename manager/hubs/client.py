@@ -78,7 +78,7 @@ class StreamSource(Protocol):
 class _Conn:
     """One channel and the HTTP/1.1 state on it."""
 
-    __slots__ = ("body_error", "channel", "http", "idle_since", "sender")
+    __slots__ = ("body_error", "channel", "http", "idle_since", "reused", "sender")
 
     def __init__(self, channel: ByteStream) -> None:
         self.channel = channel
@@ -86,6 +86,7 @@ class _Conn:
         self.idle_since = 0.0
         self.sender: asyncio.Task[None] | None = None
         self.body_error: BaseException | None = None  # the request body's source failed
+        self.reused = False  # taken from the idle stack, not opened for this request
 
     def stale(self, now: float) -> bool:
         ch = self.channel
@@ -166,6 +167,11 @@ class HubClient:
         self._idle: list[_Conn] = []
         self._closed = False
 
+    @property
+    def closed(self) -> bool:
+        """No new requests: the tunnel is gone or going (a drain closes the client first)."""
+        return self._closed or self.session.is_closed
+
     @contextlib.asynccontextmanager
     async def stream(
         self,
@@ -181,7 +187,7 @@ class HubClient:
         resets the channel, so the Hub stops producing. With `expect_continue` the body
         waits for the server's `100 Continue`: a final answer instead (a peer's 409 for a
         stale route) leaves the body unread, so the caller can send it elsewhere."""
-        if self._closed or self.session.is_closed:
+        if self.closed:
             raise HubUnavailable(f"Hub {self.hub_id} is not connected")
         limit = self.max_in_flight
         if limit and self.in_flight >= limit:
@@ -193,7 +199,24 @@ class HubClient:
         response: HubResponse | None = None
         try:
             conn = await self._checkout()
-            response = await self._exchange(conn, method, target, headers, body, expect_continue)
+            try:
+                response = await self._exchange(
+                    conn, method, target, headers, body, expect_continue
+                )
+            except (HubGone, HubProtocolError):
+                # A kept-alive channel or connection the other side closed just as we reused
+                # it: it never saw the request. Retry once on a fresh one, if the body (if
+                # any) can still be sent.
+                unsent = body is None or isinstance(body, bytes)
+                unsent = unsent or (expect_continue and conn.sender is None)
+                if not conn.reused or not unsent:
+                    raise
+                conn.channel.abort()
+                conn = None
+                conn = await self._checkout(fresh=True)
+                response = await self._exchange(
+                    conn, method, target, headers, body, expect_continue
+                )
             yield response
         finally:
             self.in_flight -= 1
@@ -221,11 +244,12 @@ class HubClient:
 
     # internals
 
-    async def _checkout(self) -> _Conn:
+    async def _checkout(self, *, fresh: bool = False) -> _Conn:
         now = time.monotonic()
-        while self._idle:
+        while self._idle and not fresh:
             conn = self._idle.pop()
             if not conn.stale(now):
+                conn.reused = True
                 return conn
             conn.channel.abort()
         try:

@@ -19,3 +19,10 @@ class Ending(StrEnum):
     REPLACED = "replaced by a new connection"
     SHUTDOWN = "manager shutting down"
     DRAINING = "manager draining; reconnect"  # the Hub should join another replica
+    RESTARTED = "manager restarted"  # the replica holding the tunnel started again
+    REPLICA_LOST = "manager replica lost"  # its lease ran out: crashed, or cut off
+
+
+# The manager ended these tunnels itself; their Hubs reconnect at once, through another
+# replica if need be, so a request for one may wait a moment instead of failing.
+MOVING = frozenset({Ending.DRAINING, Ending.SHUTDOWN, Ending.RESTARTED, Ending.REPLICA_LOST})

@@ -21,7 +21,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from manager.common import now_ms
 from manager.db import routing
+from manager.db.models import Hub
 from manager.hubs.client import HubClient
+from manager.hubs.endings import MOVING
 from manager.hubs.errors import HubError
 from manager.hubs.peers import (
     PEER_PREFIX,
@@ -34,6 +36,9 @@ from manager.hubs.registry import HubRegistry, LiveHub
 from manager.hubs.state import HubState
 
 ROUTE_TTL_S = 2.0
+RETURN_WAIT_S = 8.0  # an STH reconnects within ~1-3 s of losing its tunnel
+RETURN_WINDOW_S = 20.0
+RETURN_POLL_S = 0.1
 PEER_ASK_TIMEOUT_S = 3.0
 log = logging.getLogger("manager.replicas")
 
@@ -156,6 +161,33 @@ class HubRoutes:
             log.warning("replica %s did not answer %s: %s", replica, path, exc)
             return None
         return answer if isinstance(answer, dict) else None
+
+    async def returning(self, space_id: str, hub_id: str, row: Hub) -> LiveHub | RemoteHub | None:
+        """A Hub not connected now whose tunnel the manager itself ended lately (a drain, a
+        restart, a lost replica) is on its way back, perhaps through another replica: wait
+        for it up to RETURN_WAIT_S rather than fail the request."""
+        if not row.connected:
+            since = now_ms() - (row.last_disconnected_ms or 0)
+            if row.disconnect_reason not in MOVING or since > RETURN_WINDOW_S * 1000:
+                return None
+        return await self.moved(space_id, hub_id, None)
+
+    async def moved(
+        self, space_id: str, hub_id: str, epoch: int | None
+    ) -> LiveHub | RemoteHub | None:
+        """The Hub once it is back under another admission than `epoch` (its tunnel was
+        closed by a drain, say), here or on another replica; None after RETURN_WAIT_S."""
+        deadline = time.monotonic() + RETURN_WAIT_S
+        while time.monotonic() < deadline:
+            await asyncio.sleep(RETURN_POLL_S)
+            self.forget(space_id, hub_id)
+            found = await self.find(space_id, hub_id)
+            if found is None or found.epoch == epoch:
+                continue
+            if isinstance(found, LiveHub) and found.client.closed:
+                continue
+            return found
+        return None
 
     def forget(self, space_id: str, hub_id: str) -> None:
         self._cache.pop((space_id, hub_id), None)

@@ -18,6 +18,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from manager.common import now_ms
 from manager.db import audit, repo, routing
 from manager.db.models import AccessKey, Hub
+from manager.hubs.endings import Ending
 from manager.hubs.registry import LiveHub
 
 _ID_ALPHABET = string.ascii_lowercase + string.digits
@@ -119,7 +120,7 @@ class HubStore:
         """At start-up: Hubs this replica held before a restart are not connected any more."""
         async with self.sessions() as s, s.begin():
             return await repo.mark_replica_hubs_disconnected(
-                s, self.replica, now_ms(), "manager restarted"
+                s, self.replica, now_ms(), Ending.RESTARTED
             )
 
     async def new_hub_id(self, space_id: str, live: set[str]) -> str:

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from manager.common import now_ms
 from manager.db import repo, routing
+from manager.hubs.endings import Ending
 from manager.hubs.registry import HubRegistry
 
 log = logging.getLogger("manager.replicas")
@@ -95,9 +96,7 @@ class ReplicaLease:
         async with self.sessions() as s, s.begin():
             dead = [r for r in await routing.expired_replicas(s, now) if r != self.replica]
             for replica in dead:
-                n = await repo.mark_replica_hubs_disconnected(
-                    s, replica, now, f"replica {replica} stopped renewing its lease"
-                )
+                n = await repo.mark_replica_hubs_disconnected(s, replica, now, Ending.REPLICA_LOST)
                 await routing.drop_replica(s, replica)
                 log.warning(
                     "replica %s lost its lease; %d of its Hubs marked disconnected", replica, n

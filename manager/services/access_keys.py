@@ -56,6 +56,11 @@ class AccessKeyService:
         self, s: AsyncSession, space_id: str, description: object, requestor: str = "system"
     ) -> CreatedKey:
         text = clean_description(description)
+        # One creation per Space at a time (on PostgreSQL; SQLite has one writer anyway): the
+        # limit below and the unique `created` id are read-then-write, and two replicas (or
+        # two requests) creating keys at once would otherwise both pass the limit or both
+        # take the same id.
+        await repo.lock_space(s, space_id)
         live = await repo.live_access_keys(s, space_id)
         if len(live) >= MAX_LIVE_KEYS:
             raise Conflict(

@@ -13,7 +13,8 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import partial
 from typing import Any
 from urllib.parse import quote, unquote
 
@@ -25,7 +26,7 @@ from manager.common import org_id_of
 from manager.db import audit, repo
 from manager.hubs.announcements import Expected
 from manager.hubs.client import Body
-from manager.hubs.errors import HubError
+from manager.hubs.errors import HubError, HubUnavailable
 from manager.hubs.peers import STALE_HEADER, STALE_ROUTE
 from manager.hubs.registry import LiveHub
 from manager.hubs.routing import RemoteHub
@@ -146,7 +147,7 @@ class HubProxy:
         if peer_epoch is not None:
             # Forwarded by the replica that routed here (manager.web.peer): serve it only
             # while this very admission holds the Hub, and never forward it again.
-            if live is None or live.epoch != peer_epoch:
+            if live is None or live.epoch != peer_epoch or live.client.closed:
                 await _stale_route(scope, receive, send, hub_id)
                 return
         elif live is None or not who.may_use_space(space_id, org_id_of(space_id)):
@@ -155,23 +156,31 @@ class HubProxy:
             async with svc.sessions() as s:
                 space = await space_for(s, who, space_id)
             found = await svc.routes.find(space.id, hub_id)
-            if isinstance(found, RemoteHub):
-                # Its holder runs the whole exchange (and records it); this replica relays.
-                rid = scope["state"].get("request_id") or logs.new_request_id()
-                await _Exchange(scope, receive, send, found, None).run(
-                    target, forwarded_headers(list(scope["headers"]), who.requestor, rid)
-                )
-                return
             if found is None:
                 async with svc.sessions() as s:
                     known = await repo.get_hub(s, space.id, hub_id)
                 if known is None:
                     raise NotFound(f"Hub {hub_id} not found")
-                raise Unavailable(f"Hub {hub_id} is not connected")
+                found = await svc.routes.returning(space.id, hub_id, known)
+                if found is None:
+                    raise Unavailable(f"Hub {hub_id} is not connected")
+            if isinstance(found, RemoteHub):
+                # Its holder runs the whole exchange (and records it); this replica relays.
+                rid = scope["state"].get("request_id") or logs.new_request_id()
+                moving = partial(svc.routes.moved, space.id, hub_id, found.epoch)
+                await _Exchange(scope, receive, send, found, None, moving).run(
+                    target, forwarded_headers(list(scope["headers"]), who.requestor, rid)
+                )
+                return
             live = found
         logs.hub_context.set((space_id, hub_id))
         target = await _stored_sequence_delivered(svc, live, scope, target)
-        exchange = _Exchange(scope, receive, send, live, _expect_announcement(live, scope, target))
+        hold = _expect_announcement(live, scope, target)
+        # A request forwarded here must not travel on (the forwarder follows a moved Hub).
+        following: Moved | None = None
+        if peer_epoch is None:
+            following = partial(svc.routes.moved, space_id, hub_id, live.epoch)
+        exchange = _Exchange(scope, receive, send, live, hold, following)
         rid = scope["state"].get("request_id") or logs.new_request_id()
         try:
             await exchange.run(
@@ -230,6 +239,9 @@ async def _stale_route(scope: Scope, receive: Receive, send: Send, hub_id: str) 
     await refusal(scope, receive, send)
 
 
+Moved = Callable[[], Awaitable[LiveHub | RemoteHub | None]]
+
+
 class _ClientGone(Exception):
     pass
 
@@ -245,12 +257,14 @@ class _Exchange:
         send: Send,
         live: LiveHub | RemoteHub,
         hold_end: Expected | None,
+        moved: Moved | None = None,
     ) -> None:
         self.scope = scope
         self.receive = receive
         self.send = send
         self.live = live
         self.hold_end = hold_end  # see _expect_announcement
+        self.moved = moved  # where the Hub went, if it turns out to be leaving this one
         self.body_done = asyncio.Event()
         self.started = False
         self.status = 0
@@ -353,6 +367,17 @@ class _Exchange:
                 await self.send({"type": "http.response.body", "body": b"", "more_body": False})
         except _ClientGone:
             return
+        except HubUnavailable as exc:
+            # Nothing reached the Hub (its client was closed, or no holder took the request):
+            # if it is moving to another replica (a drain), follow it there once.
+            other = None
+            if not self.started and self.sent == 0 and self.moved is not None:
+                other, self.moved = await self.moved(), None
+            if other is None:
+                await self._fail(exc.status, exc.message)
+                return
+            self.live, self.hold_end = other, None
+            await self.forward(target, headers, self.body() if body is not None else None)
         except HubError as exc:
             await self._fail(exc.status, exc.message)
 

@@ -68,6 +68,8 @@ def replica_env(db_url: str, name: str) -> dict[str, str]:
         "MANAGER_PEER_SECRET": PEER_SECRET,
         "MANAGER_REPLICA_ID": name,
         "MANAGER_REPLICA_LEASE_S": LEASE_S,
+        "MANAGER_DRAIN_GRACE_S": "5",
+        "MANAGER_DRAIN_WINDOW_S": "3",
     }
 
 
@@ -81,7 +83,8 @@ def haproxy_config(port: int, backends: list[int]) -> str:
         "defaults\n    mode tcp\n    timeout connect 2s\n    timeout client 1h\n"
         "    timeout server 1h\n    timeout tunnel 1h\n"
         f"frontend hubs\n    bind 127.0.0.1:{port}\n    default_backend replicas\n"
-        f"backend replicas\n    balance roundrobin\n{servers}\n"
+        # A draining replica answers /readyz 503 at once: no new connections go to it.
+        f"backend replicas\n    balance roundrobin\n    option httpchk GET /readyz\n{servers}\n"
     )
 
 
@@ -115,12 +118,16 @@ async def cluster(root: Path, n: int = 3) -> AsyncIterator[Cluster]:
         clients = [httpx.AsyncClient(base_url=r.url, timeout=30, headers=headers) for r in replicas]
         lb = httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30, headers=headers)
         clients.append(lb)
-        for _ in range(100):
+        spaces = None
+        for _ in range(100):  # every replica up behind the balancer, and answering
             with contextlib.suppress(httpx.TransportError):
-                if (await lb.get("/healthz")).status_code == 200:
+                resp = await lb.get("/api/v1/spaces")
+                if resp.status_code == 200:
+                    spaces = resp.json()
                     break
             await asyncio.sleep(0.1)
-        space = (await lb.get("/api/v1/spaces")).json()[0]["id"]
+        assert spaces, "the cluster did not answer /api/v1/spaces"
+        space = spaces[0]["id"]
         yield Cluster(
             replicas, f"http://127.0.0.1:{port}", lb, _World(space), token, root, balancer, clients
         )
