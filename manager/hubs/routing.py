@@ -10,6 +10,7 @@ checks the epoch.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -22,9 +23,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from manager.common import now_ms
 from manager.db import routing
 from manager.db.models import Hub
-from manager.hubs.client import HubClient
+from manager.hubs.client import HubClient, HubResponse
 from manager.hubs.endings import MOVING
-from manager.hubs.errors import HubError
+from manager.hubs.errors import HubError, HubUnavailable
 from manager.hubs.peers import (
     PEER_PREFIX,
     SECRET_HEADER,
@@ -52,6 +53,8 @@ class RemoteView:
     state: HubState
     healthy: bool
     client: RemoteHubClient
+    epoch: int = 0
+    replica: str = ""
 
 
 @dataclass(eq=False)
@@ -79,6 +82,7 @@ class HubRoutes:
         self.secret = secret
         self._cache: dict[tuple[str, str], tuple[float, routing.HubRoute]] = {}
         self._peers: dict[tuple[str, str], tuple[HubClient, str]] = {}
+        self._urls: dict[str, str] = {}  # replica -> peer URL, as last seen
 
     async def find(
         self, space_id: str, hub_id: str, *, reroute: bool = True
@@ -132,6 +136,7 @@ class HubRoutes:
         answers = await asyncio.gather(*(self._ask(r, url, path) for r, url in peers))
         views: list[RemoteView] = []
         for (replica, url), answer in zip(peers, answers, strict=True):
+            self._urls[replica] = url
             for raw in (answer or {}).get("hubs") or []:
                 if not isinstance(raw, dict) or not isinstance(raw.get("id"), str):
                     continue
@@ -144,6 +149,8 @@ class HubRoutes:
                         HubState.from_snapshot(raw["id"], raw),
                         bool(raw.get("healthy")),
                         remote.client,
+                        route.epoch,
+                        replica,
                     )
                 )
         return views
@@ -188,6 +195,19 @@ class HubRoutes:
                 continue
             return found
         return None
+
+    def peer_topic(
+        self, replica: str, space_id: str, name: str, content_type: str
+    ) -> contextlib.AbstractAsyncContextManager[HubResponse]:
+        """Another replica's board topic: what that replica's own producers write."""
+        url = self._urls.get(replica)
+        if url is None:
+            raise HubUnavailable(f"replica {replica} is not known here")
+        peer, base = self.peer_client(replica, url)
+        space, topic = quote(space_id, safe=""), quote(name, safe="")
+        target = f"{base}{PEER_PREFIX}/v1/spaces/{space}/topics/{topic}"
+        headers = [(SECRET_HEADER, self.secret.encode()), (b"content-type", content_type.encode())]
+        return peer.stream(b"GET", target.encode(), headers)
 
     def forget(self, space_id: str, hub_id: str) -> None:
         self._cache.pop((space_id, hub_id), None)

@@ -112,7 +112,7 @@ class Services:
                 sessions, settings.data_dir / "store", settings.store_max_bytes, quotas.refused
             ),
             topics=board,
-            router=TopicRouter(registry, board),
+            router=TopicRouter(registry, board, routes=routes),
             quotas=quotas,
             routes=routes,
             lease=lease,

@@ -2,7 +2,13 @@
 needs, `GET /api/v1/topic/<t>`; into each Hub that requires it (and does not provide it
 itself), a never-ending `POST /api/v1/topic/<t>`. Both carry `cpm` so the Hubs do not
 announce this traffic back. Routes follow the Hubs' TOPIC announcements: a Hub leaving
-stops its routes, a Hub coming back gets them again."""
+stops its routes, a Hub coming back gets them again.
+
+With several replicas each router still pulls only from the providers it holds and pushes
+only into the consumers it holds, so a Hub topic has one reader and one writer as before.
+The boards are joined instead: where a Hub held here requires a topic that Hubs on another
+replica provide, a relay route reads that replica's board (its own producers' chunks only,
+`/_peer/v1/spaces/<S>/topics/<t>`) into this one."""
 
 from __future__ import annotations
 
@@ -15,17 +21,33 @@ from typing import Any
 
 from manager.hubs.errors import HubError
 from manager.hubs.registry import HubRegistry, LiveHub
-from manager.services.topics import Consumer, SpaceTopic, TopicBoard, WrongContentType, drain
+from manager.hubs.routing import HubRoutes, RemoteView
+from manager.services.topics import (
+    RELAYED,
+    Consumer,
+    SpaceTopic,
+    TopicBoard,
+    WrongContentType,
+    drain,
+)
 
 log = logging.getLogger("manager.topics")
 
 RETRY_S = 1.0
-RouteKey = tuple[str, str, LiveHub, str]  # space, topic, hub, "pull" | "push"
+# space, topic, hub id (a replica's, for "relay"), its epoch, "pull" | "push" | "relay"
+RouteKey = tuple[str, str, str, int, str]
 
 
 class TopicRouter:
-    def __init__(self, registry: HubRegistry, board: TopicBoard, interval: float = 1.0) -> None:
+    def __init__(
+        self,
+        registry: HubRegistry,
+        board: TopicBoard,
+        interval: float = 1.0,
+        routes: HubRoutes | None = None,
+    ) -> None:
         self.registry = registry
+        self.hub_routes = routes
         self.board = board
         self.interval = interval
         self.routes: dict[RouteKey, asyncio.Task[None]] = {}
@@ -55,18 +77,23 @@ class TopicRouter:
                 await asyncio.wait_for(self._kick.wait(), self.interval)
             self._kick.clear()
             try:
-                self.reconcile()
+                await self.reconcile()
             except Exception as exc:
                 log.warning("topic routing failed: %r", exc)
 
-    def desired(self) -> dict[RouteKey, SpaceTopic]:
-        want: dict[RouteKey, SpaceTopic] = {}
+    async def desired(self) -> dict[RouteKey, tuple[SpaceTopic, LiveHub | str]]:
+        want: dict[RouteKey, tuple[SpaceTopic, LiveHub | str]] = {}
         spaces = {h.space_id for h in self.registry}
         for space_id in spaces:
-            hubs = self.registry.in_space(space_id)
-            names = {name for h in hubs for name in h.state.topics}
+            local = self.registry.in_space(space_id)
+            names = {name for h in local for name in h.state.topics}
+            remote: list[RemoteView] = []
+            if self.hub_routes is not None and any(
+                t.requires and not t.provides for h in local for t in h.state.topics.values()
+            ):
+                remote = await self.hub_routes.remote_views(space_id)
             for name in names:
-                infos = [(h, h.state.topics[name]) for h in hubs if name in h.state.topics]
+                infos = [(h, h.state.topics[name]) for h in local if name in h.state.topics]
                 try:
                     topic = self.board.open(space_id, name, infos[0][1].content_type, None)
                 except WrongContentType as exc:
@@ -74,25 +101,39 @@ class TopicRouter:
                     continue
                 providers = [h for h, t in infos if t.provides]
                 consumers = [h for h, t in infos if t.requires and not t.provides]
+                if consumers:
+                    # Providers elsewhere: relay their replica's board into this one.
+                    for replica in sorted(
+                        {
+                            v.replica
+                            for v in remote
+                            if (t := v.state.topics.get(name)) is not None and t.provides
+                        }
+                    ):
+                        want[(space_id, name, replica, 0, "relay")] = (topic, replica)
                 api_readers = any(c.skip is None for c in topic.consumers)
                 for hub in consumers:
-                    want[(space_id, name, hub, "push")] = topic
+                    want[(space_id, name, hub.hub_id, hub.epoch, "push")] = (topic, hub)
                 for hub in providers:
                     if api_readers or any(c is not hub for c in consumers):
-                        want[(space_id, name, hub, "pull")] = topic
+                        want[(space_id, name, hub.hub_id, hub.epoch, "pull")] = (topic, hub)
         return want
 
-    def reconcile(self) -> None:
-        want = self.desired()
+    async def reconcile(self) -> None:
+        want = await self.desired()
         for key in [k for k in self.routes if k not in want or self.routes[k].done()]:
             task = self.routes.pop(key)
             task.cancel()
         now = time.monotonic()
-        for key, topic in want.items():
+        for key, (topic, hub) in want.items():
             if key in self.routes or now - self._failed.get(key, 0) < RETRY_S:
                 continue
-            _, _, hub, role = key
-            runner = self._pull(hub, topic) if role == "pull" else self._push(hub, topic)
+            if isinstance(hub, str):
+                runner = self._relay(hub, topic, key[0])
+            elif key[4] == "pull":
+                runner = self._pull(hub, topic)
+            else:
+                runner = self._push(hub, topic)
             self.routes[key] = asyncio.get_running_loop().create_task(self._run(key, runner))
 
     async def _run(self, key: RouteKey, runner: Coroutine[Any, Any, None]) -> None:
@@ -129,6 +170,22 @@ class TopicRouter:
             log.info("hub %s: topic %s push ended: %s", hub.hub_id, topic.name, exc)
         finally:
             topic.unsubscribe(consumer)
+
+    async def _relay(self, replica: str, topic: SpaceTopic, space_id: str) -> None:
+        """Another replica's board (what its own producers write) into this one's."""
+        assert self.hub_routes is not None
+        try:
+            async with self.hub_routes.peer_topic(
+                replica, space_id, topic.name, topic.content_type
+            ) as resp:
+                if resp.status != 200:
+                    log.warning(
+                        "replica %s: topic %s relay answered %d", replica, topic.name, resp.status
+                    )
+                    return
+                await topic.feed(resp.chunks(), RELAYED + replica)
+        except HubError as exc:
+            log.info("replica %s: topic %s relay ended: %s", replica, topic.name, exc)
 
 
 def _target(name: str) -> bytes:

@@ -22,6 +22,7 @@ TOPIC_NAME = re.compile(r"^[\\a-zA-Z0-9_+-]+$")
 LINE_TYPES = frozenset({"application/x-ndjson", "text/x-ndjson"})
 QUEUE_CHUNKS = 16
 API = "api"
+RELAYED = "replica:"  # origin prefix of chunks another replica's board relayed here
 
 
 class WrongContentType(ServiceError):
@@ -43,9 +44,12 @@ def check_type(content_type: str | None, default: str) -> str:
 
 @dataclass(eq=False)
 class Consumer:
-    """One reader of a topic; `skip` is a producer whose chunks it must not get back."""
+    """One reader of a topic; `skip` is a producer whose chunks it must not get back.
+    A `local_only` reader (another replica relaying this board) gets only what this
+    replica's own producers wrote, so no chunk travels back to where it came from."""
 
     skip: str | None = None
+    local_only: bool = False
     queue: asyncio.Queue[bytes | None] = field(default_factory=lambda: asyncio.Queue(QUEUE_CHUNKS))
 
 
@@ -56,8 +60,8 @@ class SpaceTopic:
     consumers: set[Consumer] = field(default_factory=set)
     producers: dict[str, int] = field(default_factory=dict)
 
-    def subscribe(self, skip: str | None = None) -> Consumer:
-        consumer = Consumer(skip=skip)
+    def subscribe(self, skip: str | None = None, *, local_only: bool = False) -> Consumer:
+        consumer = Consumer(skip=skip, local_only=local_only)
         self.consumers.add(consumer)
         return consumer
 
@@ -65,8 +69,11 @@ class SpaceTopic:
         self.consumers.discard(consumer)
 
     async def publish(self, chunk: bytes, origin: str) -> None:
+        relayed = origin.startswith(RELAYED)
         for consumer in list(self.consumers):
-            if consumer.skip != origin and consumer in self.consumers:
+            if consumer.skip == origin or (relayed and consumer.local_only):
+                continue
+            if consumer in self.consumers:
                 await consumer.queue.put(chunk)
 
     async def end_api_readers(self) -> None:

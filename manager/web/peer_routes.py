@@ -1,5 +1,6 @@
 """What only the replica holding a Hub knows, for the other replicas (behind PeerMiddleware).
 
+`GET /_peer/v1/spaces/<S>/topics/<t>`: the topic as this replica's own producers write it.
 `GET /_peer/v1/spaces/<S>/hubs`: the live state of the Space's Hubs held here, so any replica
 can answer the Space's lists. `GET /_peer/v1/spaces/<S>/hubs/<H>`: whether this replica holds
 the Hub and its tunnel is alive, which decides a duplicate admission elsewhere.
@@ -8,13 +9,15 @@ the Hub and its tunnel is alive, which decides a duplicate admission elsewhere.
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from manager.hubs.peers import PEER_PREFIX
 from manager.hubs.registry import tunnel_alive
+from manager.services.topics import check_name, check_type, drain
 from manager.web.common import services
 
 
@@ -41,7 +44,28 @@ async def hub_status(request: Request) -> Response:
     return JSONResponse({"held": True, "epoch": hub.epoch, "alive": tunnel_alive(hub)})
 
 
+async def topic_stream(request: Request) -> Response:
+    """This board's topic as this replica's own producers write it, for a replica whose
+    Hubs require it (manager.services.topic_router relays it there)."""
+    svc = services(request)
+    name = check_name(request.path_params["name"])
+    ctype = check_type(request.headers.get("content-type"), "application/x-ndjson")
+    topic = svc.topics.open(request.path_params["space"], name, ctype, None)
+    consumer = topic.subscribe(local_only=True)
+    svc.router.kick()  # pull from the providers held here, if nobody did yet
+
+    async def body() -> AsyncIterator[bytes]:
+        try:
+            async for chunk in drain(consumer):
+                yield chunk
+        finally:
+            topic.unsubscribe(consumer)
+
+    return StreamingResponse(body(), media_type=ctype)
+
+
 routes = [
+    Route(PEER_PREFIX + "/v1/spaces/{space}/topics/{name}", topic_stream, methods=["GET"]),
     Route(PEER_PREFIX + "/v1/spaces/{space}/hubs", space_hubs, methods=["GET"]),
     Route(PEER_PREFIX + "/v1/spaces/{space}/hubs/{hub}", hub_status, methods=["GET"]),
 ]

@@ -13,9 +13,10 @@ import httpx
 import pytest
 
 from tests.conftest import eventually
-from tests.interop.packages import hello_package
+from tests.interop.packages import COUNTER_JS, PASS_THROUGH_JS, hello_package, node_package
 from tests.interop.real_si import write_echo_package
 from tests.interop.sth import HubFleet, Si
+from tests.interop.test_real_hub_topics import read_output, start_sequence
 from tests.replicas.cluster import Cluster, cluster
 
 HUBS = ("hub-a", "hub-b", "hub-c", "hub-d")
@@ -196,3 +197,19 @@ async def test_killed_replica_hubs_routable_again_through_the_balancer(
     assert took < 30
     after = await holders(c)  # only live replicas answer; none lists the dead one's Hubs
     assert sorted(after) == sorted(HUBS) and victim not in after.values()
+
+
+async def test_topic_between_hubs_on_different_replicas(three: Cluster, fleet: HubFleet) -> None:
+    """Producer Sequence on a Hub one replica holds, consumer on a Hub another holds: every
+    line arrives, in order (the provider's holder pushes into the consumer's holder)."""
+    c = three
+    await asyncio.gather(*(fleet.start(h) for h in HUBS))
+    held = await holders(c)
+    producer = HUBS[0]
+    consumer_hub = next(h for h in HUBS if held[h] != held[producer])
+    consumer = await start_sequence(c, consumer_hub, node_package("consumer", PASS_THROUGH_JS))
+    await asyncio.sleep(1.0)
+    await start_sequence(c, producer, node_package("counter", COUNTER_JS), args=[3000])
+    got = await read_output(c, consumer_hub, consumer, 3000, timeout=60)
+    assert len(got) == 3000, f"{len(got)} lines arrived; last {got[-1:]}"
+    assert [x["n"] for x in got] == list(range(3000))
