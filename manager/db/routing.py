@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from manager.db.models import Hub, Replica
@@ -76,6 +76,17 @@ async def replicas_holding(
         )
     )
     return [(r.id, r.peer_url) for r in (await s.execute(q)).all()]
+
+
+async def connected_elsewhere(s: AsyncSession, space_id: str, replica: str, now_ms: int) -> int:
+    q = (
+        select(func.count())
+        .select_from(Hub)
+        .join(Replica, Replica.id == Hub.replica)
+        .where(Hub.space_id == space_id, Hub.connected.is_(True), Hub.replica != replica)
+        .where(Replica.lease_until_ms >= now_ms)
+    )
+    return int(await s.scalar(q) or 0)
 
 
 async def hub_route(s: AsyncSession, space_id: str, hub_id: str, now_ms: int) -> HubRoute | None:

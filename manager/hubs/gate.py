@@ -276,9 +276,14 @@ class HubGate:
         if not hub_id:
             live = {h.hub_id for h in self.registry.in_space(hello.space_id)}
             hub_id = await self.store.new_hub_id(hello.space_id, live)
+        # Hubs other replicas hold count too (read first: a storm of admissions on several
+        # replicas at once may overshoot by a few; on one replica it cannot, as below).
+        elsewhere = 0
+        if self.routes is not None and not limit.allows(0, UNLIMITED):
+            elsewhere = await self.routes.connected_elsewhere(hello.space_id)
         # No await from this count to the caller's registry.attach: two Hubs admitted at
         # once cannot both take the last place.
-        connected = self.registry.count(hello.space_id)
+        connected = self.registry.count(hello.space_id) + elsewhere
         if not limit.allows(connected):
             log.warning(
                 "space %s: %d Hubs connected, the limit (%s); refusing %s",
@@ -359,6 +364,9 @@ async def _stop_newcomer(link: TunnelLink, code: int, reason: str) -> None:
     with contextlib.suppress(TunnelError, TimeoutError, StopAsyncIteration):
         await asyncio.wait_for(anext(link.control.response_body()), NEWCOMER_READY_S)
     await link.send_and_close(code, reason)
+
+
+UNLIMITED = 1 << 40  # more Hubs than any limit allows: `allows(0, UNLIMITED)` means none
 
 
 def _usable(row: AccessKey | None, space_id: str) -> int | None:

@@ -110,6 +110,15 @@ class HubRoutes:
             self._cache[key] = (now + ROUTE_TTL_S, route)
         return self._remote(space_id, hub_id, route, reroute=reroute)
 
+    async def connected_count(self, space_id: str) -> int:
+        """The Space's connected Hubs on every live replica."""
+        return self.registry.count(space_id) + await self.connected_elsewhere(space_id)
+
+    async def connected_elsewhere(self, space_id: str) -> int:
+        """The Space's Hubs that other live replicas hold (for its Hub limit)."""
+        async with self.sessions() as s:
+            return await routing.connected_elsewhere(s, space_id, self.replica, now_ms())
+
     async def held_elsewhere(self, space_id: str, hub_id: str) -> bool:
         """Whether another live replica holds the Hub over a tunnel that is not silent (a
         newcomer with the same id then gets ID_DROP); an unreachable holder holds nothing."""

@@ -15,17 +15,20 @@ from starlette.routing import Route
 from manager.db.models import Space
 from manager.panel import views
 from manager.panel.pages import render, services, signed_in_space
+from manager.services.space_hubs import space_hubs
 
 
-async def _detail(request: Request, space: Space) -> views.HubDetail:
+async def detail(request: Request, space: Space) -> views.HubDetail:
+    """The Hub of the request's path, wherever its tunnel is (any replica)."""
     svc = services(request)
+    hubs = await space_hubs(svc.registry, svc.routes, space.id)
     async with svc.sessions() as s:
-        return await views.hub_detail(s, svc.registry, space.id, request.path_params["hub"])
+        return await views.hub_detail(s, hubs, space.id, request.path_params["hub"])
 
 
 async def hub_page(request: Request) -> Response:
     space = await signed_in_space(request)
-    hub = await _detail(request, space)
+    hub = await detail(request, space)
     stored = await services(request).store_packages.list_configs(space.id)
     return render(request, "hub.html", {"space": space, "hub": hub, "stored": stored})
 
@@ -33,7 +36,7 @@ async def hub_page(request: Request) -> Response:
 async def hub_state(request: Request) -> Response:
     """Status, load, Sequences, Instances and topics: the part of the page that lives."""
     space = await signed_in_space(request)
-    hub = await _detail(request, space)
+    hub = await detail(request, space)
     return render(request, "_hub_state.html", {"space": space, "hub": hub})
 
 

@@ -12,7 +12,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from manager.db.models import Space
-from manager.panel import views
+from manager.panel import hub_routes, views
 from manager.panel.pages import (
     BASE,
     SignInNeeded,
@@ -30,6 +30,7 @@ from manager.panel.session import PRESESSION_COOKIE, SESSION_COOKIE, SESSION_TTL
 from manager.services import hub_admin, plans
 from manager.services.access_keys import MAX_LIVE_KEYS
 from manager.services.errors import Conflict
+from manager.services.space_hubs import space_hubs
 from manager.services.spaces import visible_spaces
 
 NOTICES = {
@@ -97,8 +98,9 @@ def _page_number(request: Request) -> int:
 async def _hub_page(request: Request, space: Space) -> views.HubPage:
     svc = services(request)
     query = request.query_params.get("q", "")
+    hubs = await space_hubs(svc.registry, svc.routes, space.id)
     async with svc.sessions() as s:
-        return await views.hub_page(s, svc.registry, space.id, query, _page_number(request))
+        return await views.hub_page(s, hubs, space.id, query, _page_number(request))
 
 
 def manager_url(request: Request) -> str:
@@ -112,7 +114,11 @@ async def _plan_card(request: Request, space: Space) -> views.PlanCard:
     svc = services(request)
     async with svc.sessions() as s:
         usage = await plans.space_usage(
-            s, space.id, space.org_id, svc.registry.count(space.id), svc.settings.hub_limit
+            s,
+            space.id,
+            space.org_id,
+            await svc.routes.connected_count(space.id),
+            svc.settings.hub_limit,
         )
     return views.plan_card(usage)
 
@@ -187,9 +193,7 @@ async def confirm(request: Request) -> Response:
     action = request.query_params.get("action", "")
     if action not in ACTIONS:
         action = "disconnect"
-    svc = services(request)
-    async with svc.sessions() as s:
-        hub = await views.hub_detail(s, svc.registry, space.id, request.path_params["hub"])
+    hub = await hub_routes.detail(request, space)
     return render(request, "confirm.html", {"space": space, "hub": hub.line, "action": action})
 
 

@@ -17,9 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from manager.db import repo
 from manager.db.models import Hub
-from manager.hubs.registry import HubRegistry, LiveHub
 from manager.services import plans
 from manager.services.errors import NotFound
+from manager.services.space_hubs import AnyHub, SpaceHubs
 from manager.services.space_view import iso
 
 PAGE_SIZE = 25
@@ -146,7 +146,7 @@ def describe_load(load: dict[str, Any] | None) -> str:
     return " · ".join(parts)
 
 
-def _line(row: Any, live: LiveHub | None, registry: HubRegistry, now: float) -> HubLine:
+def _line(row: Any, live: AnyHub | None, registry: SpaceHubs, now: float) -> HubLine:
     return HubLine(
         id=row.hub_id,
         description=row.description or "",
@@ -178,7 +178,7 @@ def _matching(space_id: str, query: str) -> Any:
 
 async def hub_page(
     s: AsyncSession,
-    registry: HubRegistry,
+    registry: SpaceHubs,
     space_id: str,
     query: str = "",
     page: int = 1,
@@ -204,9 +204,7 @@ async def hub_page(
     return HubPage(lines=lines, total=total, page=page, pages=pages, query=query)
 
 
-async def hub_detail(
-    s: AsyncSession, registry: HubRegistry, space_id: str, hub_id: str
-) -> HubDetail:
+async def hub_detail(s: AsyncSession, registry: SpaceHubs, space_id: str, hub_id: str) -> HubDetail:
     live = registry.get(space_id, hub_id)  # before the row, as the API's hub_info does
     row = await repo.get_hub(s, space_id, hub_id)
     if row is None:

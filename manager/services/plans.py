@@ -303,7 +303,7 @@ async def space_usage(
     s: AsyncSession, space_id: str, org_id: str, hubs_connected: int, hub_ceiling: int
 ) -> dict[str, Any]:
     """Each limit of the Space with what it uses now, for `GET …/config` and the Panel.
-    `hubs_connected` is this replica's count, the one its Hub admission goes by."""
+    `hubs_connected` counts every live replica's Hubs, as Hub admission does."""
     plan = await plan_of_org(s, org_id)
     overrides = await repo.space_overrides(s, space_id)
     hubs = effective(plan, overrides, HUBS).under_ceiling(hub_ceiling, "MANAGER_HUB_LIMIT")

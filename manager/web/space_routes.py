@@ -75,7 +75,11 @@ async def config(request: Request) -> Response:
     settings = svc.settings
     async with svc.sessions() as s:
         limits = await plans.space_usage(
-            s, space.id, space.org_id, svc.registry.count(space.id), settings.hub_limit
+            s,
+            space.id,
+            space.org_id,
+            await svc.routes.connected_count(space.id),
+            settings.hub_limit,
         )
     return JSONResponse(
         {
