@@ -45,7 +45,12 @@ def cpu_seconds(pid: int) -> float:
 class Manager:
     """`space-manager serve` in a scratch data dir."""
 
-    def __init__(self, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        env: dict[str, str] | None = None,
+        args: tuple[str, ...] = (),
+        database_url: str | None = None,
+    ) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="bench-manager-"))
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -58,6 +63,9 @@ class Manager:
             **(env or {}),
         }
         self.env.pop("MANAGER_DATABASE_URL", None)
+        if database_url:  # replicas on one database (the first one started bootstraps it)
+            self.env["MANAGER_DATABASE_URL"] = database_url
+        self.args = args
         self.proc: subprocess.Popen[bytes] | None = None
         self.token = ""
         self.space = ""
@@ -66,7 +74,10 @@ class Manager:
         out = (self.dir / "stdout").open("ab")
         err = (self.dir / "stderr").open("ab")
         self.proc = subprocess.Popen(
-            [str(BIN), "--data-dir", str(self.dir / "data"), "serve", "--port", str(self.port)],
+            [
+                *(str(BIN), "--data-dir", str(self.dir / "data")),
+                *("serve", "--port", str(self.port), *self.args),
+            ],
             stdout=out,
             stderr=err,
             env=self.env,
@@ -80,7 +91,7 @@ class Manager:
                 if time.monotonic() > deadline or self.proc.poll() is not None:
                     raise RuntimeError((self.dir / "stderr").read_text()[-2000:]) from None
                 time.sleep(0.1)
-        if not self.token:
+        if not self.token:  # a later replica on the same database: set from the first
             found = TOKEN.search((self.dir / "stdout").read_text())
             assert found, "no token printed"
             self.token = found.group(1)

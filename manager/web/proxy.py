@@ -30,6 +30,7 @@ from manager.hubs.errors import HubError, HubUnavailable
 from manager.hubs.peers import STALE_HEADER, STALE_ROUTE
 from manager.hubs.registry import LiveHub
 from manager.hubs.routing import RemoteHub
+from manager.principal import Principal
 from manager.services import placement
 from manager.services.context import Services
 from manager.services.errors import Invalid, NotFound, Unavailable
@@ -151,23 +152,17 @@ class HubProxy:
                 await _stale_route(scope, receive, send, hub_id)
                 return
         elif live is None or not who.may_use_space(space_id, org_id_of(space_id)):
-            # A live Hub proves its Space exists, and a Space id names its org: the hot
-            # path needs no database round trip.
-            async with svc.sessions() as s:
-                space = await space_for(s, who, space_id)
-            found = await svc.routes.find(space.id, hub_id)
+            # A live Hub (here, or its route to another replica) proves its Space exists,
+            # and a Space id names its org: the hot path needs no database round trip.
+            found = None
+            if who.may_use_space(space_id, org_id_of(space_id)):
+                found = await svc.routes.find(space_id, hub_id)
             if found is None:
-                async with svc.sessions() as s:
-                    known = await repo.get_hub(s, space.id, hub_id)
-                if known is None:
-                    raise NotFound(f"Hub {hub_id} not found")
-                found = await svc.routes.returning(space.id, hub_id, known)
-                if found is None:
-                    raise Unavailable(f"Hub {hub_id} is not connected")
+                found = await _not_here(svc, who, space_id, hub_id)
             if isinstance(found, RemoteHub):
                 # Its holder runs the whole exchange (and records it); this replica relays.
                 rid = scope["state"].get("request_id") or logs.new_request_id()
-                moving = partial(svc.routes.moved, space.id, hub_id, found.epoch)
+                moving = partial(svc.routes.moved, space_id, hub_id, found.epoch)
                 await _Exchange(scope, receive, send, found, None, moving).run(
                     target, forwarded_headers(list(scope["headers"]), who.requestor, rid)
                 )
@@ -228,6 +223,24 @@ def _expect_announcement(live: LiveHub, scope: Scope, target: bytes) -> Expected
     if match is None or any(name.lower() == b"cpm" for name, _ in scope["headers"]):
         return None
     return live.topic_announcements.expect(unquote(match.group(1).decode("latin-1")))
+
+
+async def _not_here(
+    svc: Services, who: Principal, space_id: str, hub_id: str
+) -> LiveHub | RemoteHub:
+    """The Hub when no live route names it: the caller's Space checked in SQL (403/404 in
+    words), then the Hub, briefly waited for if the manager itself just moved it."""
+    async with svc.sessions() as s:
+        space = await space_for(s, who, space_id)
+        known = await repo.get_hub(s, space.id, hub_id)
+    if known is None:
+        raise NotFound(f"Hub {hub_id} not found")
+    found = await svc.routes.find(space.id, hub_id) or await svc.routes.returning(
+        space.id, hub_id, known
+    )
+    if found is None:
+        raise Unavailable(f"Hub {hub_id} is not connected")
+    return found
 
 
 async def _stale_route(scope: Scope, receive: Receive, send: Send, hub_id: str) -> None:
