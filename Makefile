@@ -11,7 +11,7 @@ DATA_DIR ?= ./data
 HOST ?= 127.0.0.1
 PORT ?= 9000
 
-.PHONY: run test lint typecheck pytest fuzz bench clean node floors
+.PHONY: run test lint typecheck pytest fuzz bench bench-replicas clean node floors
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +56,12 @@ fuzz: $(STAMP)
 
 bench: $(STAMP) $(NODE_STAMP)
 	$(BIN)/python -m bench.run
+
+# Several replicas on PostgreSQL (BENCH_POSTGRES_URL; its database is emptied): forwarding
+# cost, then 10,000 Hubs on `serve --workers 2` held for BENCH_STEADY_S (default 600) seconds
+bench-replicas: $(STAMP) $(NODE_STAMP)
+	$(BIN)/python -m bench.replicas
+	$(BIN)/python -m bench.workers_scale --steady $${BENCH_STEADY_S:-600}
 
 clean:
 	rm -rf $(VENV) $(NODE_DIR)/node_modules $(HOST018_DIR)/node_modules .pytest_cache .mypy_cache .ruff_cache

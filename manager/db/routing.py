@@ -48,8 +48,13 @@ async def renew_lease(s: AsyncSession, replica_id: str, lease_until_ms: int) -> 
     return bool(getattr(res, "rowcount", 0))
 
 
-async def drop_replica(s: AsyncSession, replica_id: str) -> None:
-    await s.execute(delete(Replica).where(Replica.id == replica_id))
+async def drop_replica(s: AsyncSession, replica_id: str, expired_before: int | None = None) -> bool:
+    """Forget a replica; with `expired_before`, only if its lease is still that old (it may
+    have just registered again, restarted). Whether a row went."""
+    q = delete(Replica).where(Replica.id == replica_id)
+    if expired_before is not None:
+        q = q.where(Replica.lease_until_ms < expired_before)
+    return bool(getattr(await s.execute(q), "rowcount", 0))
 
 
 async def expired_replicas(s: AsyncSession, now_ms: int) -> list[str]:

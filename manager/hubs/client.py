@@ -232,8 +232,7 @@ class HubClient:
         limit: int = 16 * 1024 * 1024,
     ) -> tuple[int, bytes]:
         """Status and whole body of a small exchange the manager makes itself."""
-        async with self.stream(method, target, headers, body) as response:
-            return response.status, await response.read(limit)
+        return await whole(self.stream(method, target, headers, body), limit)
 
     def close(self) -> None:
         """The tunnel is going: drop idle channels and refuse new requests."""
@@ -363,6 +362,14 @@ class HubClient:
             # and let the caller see that error rather than the reset it causes.
             conn.body_error = exc
             conn.channel.abort()
+
+
+async def whole(
+    exchange: contextlib.AbstractAsyncContextManager[HubResponse], limit: int
+) -> tuple[int, bytes]:
+    """Status and body of an exchange, the body read whole (bounded by `limit`)."""
+    async with exchange as response:
+        return response.status, await response.read(limit)
 
 
 __all__ = ["HubClient", "HubError", "HubResponse"]

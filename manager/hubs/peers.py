@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Protocol
 from urllib.parse import quote, urlsplit
 
-from manager.hubs.client import Body, HubClient, HubResponse
+from manager.hubs.client import Body, HubClient, HubResponse, whole
 from manager.hubs.errors import HubTimeout, HubUnavailable
 from manager.tunnel.errors import ChannelReset
 
@@ -243,4 +243,12 @@ class RemoteHubClient:
                 )
             yield response
 
-    request = HubClient.request  # the same "whole small answer" over this class's stream
+    async def request(
+        self,
+        method: bytes,
+        target: bytes,
+        headers: Iterable[tuple[bytes, bytes]] = (),
+        body: Body = None,
+        limit: int = 16 * 1024 * 1024,
+    ) -> tuple[int, bytes]:
+        return await whole(self.stream(method, target, headers, body), limit)

@@ -14,6 +14,7 @@ import contextlib
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -83,6 +84,9 @@ class HubRoutes:
         self._cache: dict[tuple[str, str], tuple[float, routing.HubRoute]] = {}
         self._peers: dict[tuple[str, str], tuple[HubClient, str]] = {}
         self._urls: dict[str, str] = {}  # replica -> peer URL, as last seen
+        # Set by the lease (manager.replicas.lease) each beat: False when this replica is
+        # alone, so nothing here asks SQL or peers about other replicas.
+        self.others_alive: Callable[[], bool] = lambda: True
 
     async def find(
         self, space_id: str, hub_id: str, *, reroute: bool = True
@@ -90,7 +94,7 @@ class HubRoutes:
         """The Hub here, the replica holding it, or None when it is not connected. A remote
         Hub's client looks its route up again once if it turns out stale (`reroute`)."""
         live = self.registry.get(space_id, hub_id)
-        if live is not None:
+        if live is not None or not self.others_alive():
             return live
         key = (space_id, hub_id)
         hit = self._cache.get(key)
@@ -116,12 +120,16 @@ class HubRoutes:
 
     async def connected_elsewhere(self, space_id: str) -> int:
         """The Space's Hubs that other live replicas hold (for its Hub limit)."""
+        if not self.others_alive():
+            return 0
         async with self.sessions() as s:
             return await routing.connected_elsewhere(s, space_id, self.replica, now_ms())
 
     async def held_elsewhere(self, space_id: str, hub_id: str) -> bool:
         """Whether another live replica holds the Hub over a tunnel that is not silent (a
         newcomer with the same id then gets ID_DROP); an unreachable holder holds nothing."""
+        if not self.others_alive():
+            return False
         async with self.sessions() as s:
             route = await routing.hub_route(s, space_id, hub_id, now_ms())
         if route is None or route.replica == self.replica:
@@ -136,6 +144,8 @@ class HubRoutes:
     async def remote_views(self, space_id: str) -> list[RemoteView]:
         """The Space's Hubs the other live replicas hold, as they see them now (asked in
         parallel; a replica that does not answer in time is left out, and logged)."""
+        if not self.others_alive():
+            return []
         async with self.sessions() as s:
             holders = await routing.replicas_holding(s, space_id, now_ms())
         peers = [(r, url) for r, url in holders if r != self.replica]

@@ -11,7 +11,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 
 from sqlalchemy import select
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -25,6 +25,7 @@ _ID_ALPHABET = string.ascii_lowercase + string.digits
 PROOFS_PER_KEY = 50_000  # one per Hub process that used the key; Hubs resend theirs
 PROOF_PRUNE_EVERY = 1000
 KEY_CACHE_S = 1.0
+RELEASE_ATTEMPTS = 5
 log = logging.getLogger("manager.hubs")
 
 
@@ -117,11 +118,21 @@ class HubStore:
         return self._proofs.get(tag)
 
     async def release_replica(self) -> int:
-        """At start-up: Hubs this replica held before a restart are not connected any more."""
-        async with self.sessions() as s, s.begin():
-            return await repo.mark_replica_hubs_disconnected(
-                s, self.replica, now_ms(), Ending.RESTARTED
-            )
+        """At start-up: Hubs this replica held before a restart are not connected any more.
+
+        Another replica may be marking the same rows at that moment (it found our lease
+        expired), and PostgreSQL then aborts one of the two as a deadlock: try again."""
+        for attempt in range(RELEASE_ATTEMPTS):
+            try:
+                async with self.sessions() as s, s.begin():
+                    return await repo.mark_replica_hubs_disconnected(
+                        s, self.replica, now_ms(), Ending.RESTARTED
+                    )
+            except DBAPIError as exc:
+                if attempt == RELEASE_ATTEMPTS - 1 or "deadlock" not in str(exc).lower():
+                    raise
+                await asyncio.sleep(0.1 * (attempt + 1))
+        return 0
 
     async def new_hub_id(self, space_id: str, live: set[str]) -> str:
         async with self.sessions() as s:

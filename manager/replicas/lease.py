@@ -39,6 +39,9 @@ class ReplicaLease:
         self.peer_url = peer_url
         self.lease_s = lease_s
         self.held = False
+        # Whether any other replica is alive, as of the last beat: with none (one process,
+        # the SQLite default) routing asks nobody, so admissions and lists cost no extra SQL.
+        self.others_alive = True
         self._task: asyncio.Task[None] | None = None
 
     async def is_held(self) -> bool:
@@ -68,7 +71,9 @@ class ReplicaLease:
         now = now_ms()
         async with self.sessions() as s, s.begin():
             await routing.register_replica(s, self.replica, self.peer_url, now, self._until(now))
+            alive = await routing.live_replicas(s, now)
         self.held = True
+        self.others_alive = any(r != self.replica for r, _ in alive)
         log.info("replica %s registered (peer URL %s)", self.replica, self.peer_url)
 
     async def _loop(self) -> None:
@@ -94,10 +99,13 @@ class ReplicaLease:
             log.info("replica %s: re-claimed %d of %d Hubs", self.replica, count, len(held))
         self.held = True
         async with self.sessions() as s, s.begin():
+            alive = await routing.live_replicas(s, now)
+            self.others_alive = any(r != self.replica for r, _ in alive)
             dead = [r for r in await routing.expired_replicas(s, now) if r != self.replica]
             for replica in dead:
+                if not await routing.drop_replica(s, replica, expired_before=now):
+                    continue  # it registered again meanwhile (restarted): its own start-up
                 n = await repo.mark_replica_hubs_disconnected(s, replica, now, Ending.REPLICA_LOST)
-                await routing.drop_replica(s, replica)
                 log.warning(
                     "replica %s lost its lease; %d of its Hubs marked disconnected", replica, n
                 )

@@ -94,6 +94,7 @@ class Services:
             sessions, registry, settings.replica, settings.effective_peer_url, settings.lease_s
         )
         readiness.add("lease", lease.is_held)
+        routes.others_alive = lambda: lease.others_alive
         metrics = Metrics()
         metrics.watch_database(engine)
         svc = cls(

@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from manager.db.models import Hub
-from manager.hubs.registry import HubRegistry, LiveHub
+from manager.hubs.registry import LiveHub
 from manager.services.errors import Invalid, NotFound, ServiceError, Unavailable
+from manager.services.space_hubs import AnyHub, SpaceHubs
 
 
 class HubRefused(ServiceError):
@@ -24,8 +25,9 @@ class HubRefused(ServiceError):
 
 
 def choose_hub(
-    registry: HubRegistry, rows: Sequence[Hub], space_id: str, selector: dict[str, Any]
-) -> LiveHub:
+    registry: SpaceHubs, rows: Sequence[Hub], space_id: str, selector: dict[str, Any]
+) -> AnyHub:
+    """Among the Space's connected Hubs on every replica."""
     wanted = selector.get("hub")
     if wanted is not None:
         hub = registry.get(space_id, str(wanted))
@@ -46,7 +48,7 @@ def choose_hub(
     return min(candidates, key=lambda h: float((h.state.load or {}).get("currentLoad") or 0))
 
 
-async def _request(hub: LiveHub, target: str, body: bytes) -> tuple[int, Any]:
+async def _request(hub: AnyHub, target: str, body: bytes) -> tuple[int, Any]:
     status, content = await hub.client.request(
         b"POST", target.encode(), [(b"content-type", b"application/json")], body
     )
@@ -104,9 +106,11 @@ async def deliver(hub: LiveHub, ref: str, package: Path) -> str:
 
 
 async def start_on(
-    hub: LiveHub, seq_id: str, payload: dict[str, Any], package: Path | None
+    hub: AnyHub, seq_id: str, payload: dict[str, Any], package: Path | None
 ) -> dict[str, Any]:
-    if package is not None and not hub_has(hub, seq_id):
+    # A Hub another replica holds: the start goes through its holder's proxy, which hands
+    # a stored package over itself (manager.web.proxy), so only a local Hub gets it here.
+    if package is not None and isinstance(hub, LiveHub) and not hub_has(hub, seq_id):
         seq_id = await deliver(hub, seq_id, package)
     body = json.dumps(payload).encode()
     status, answer = await _request(hub, f"/api/v1/sequence/{seq_id}/start", body)

@@ -213,3 +213,26 @@ async def test_topic_between_hubs_on_different_replicas(three: Cluster, fleet: H
     got = await read_output(c, consumer_hub, consumer, 3000, timeout=60)
     assert len(got) == 3000, f"{len(got)} lines arrived; last {got[-1:]}"
     assert [x["n"] for x in got] == list(range(3000))
+
+
+async def test_space_level_start_on_a_hub_another_replica_holds(
+    three: Cluster, fleet: HubFleet
+) -> None:
+    c = three
+    space = c.world.space_id
+    await asyncio.gather(*(fleet.start(h) for h in HUBS[:3]))
+    held = await holders(c)
+    hub = HUBS[0]
+    asker = c.direct(next(i for i in range(3) if i != held[hub]))
+    sent = await asker.post(
+        f"/api/v1/space/{space}/api/v1/sth/{hub}/api/v1/sequence",
+        content=hello_package(),
+        headers={"content-type": "application/octet-stream"},
+    )
+    assert sent.status_code == 200, sent.text
+    seq = sent.json()["id"]
+    started = await asker.post(
+        f"/api/v1/space/{space}/api/v1/sequence/{seq}/start", json={"hub": hub}
+    )
+    assert started.status_code == 200, started.text
+    assert started.json()["hubId"] == hub and started.json()["sequenceId"] == seq
