@@ -30,6 +30,9 @@ from starlette.applications import Starlette
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.types import Receive, Scope, Send
 
+from manager import __version__
+from manager.common import MAX_DESCRIPTION
+from manager.services import plans
 from manager.services.context import Services
 from manager.web.app import create_app
 from manager.web.openapi import PROXY_METHODS, build_document
@@ -249,3 +252,19 @@ async def test_405_lists_every_method_of_the_path(api: httpx.AsyncClient, world:
     assert resp.headers["allow"] == "DELETE, GET, HEAD, POST"
     resp = await api.put(f"/api/v1/space/{world.space_id}/api/v1/topic/t1", headers=h)
     assert resp.headers["allow"] == "GET, HEAD, POST"
+
+
+def test_the_numbers_from_code_match_the_document():
+    """openapi.yaml is kept by hand: what the code decides (plans' limits, the longest
+    description) must be what the document promises."""
+    schemas = DOCUMENT["components"]["schemas"]
+    assert schemas["Plan"]["required"] == ["name", *plans.COLUMNS]
+    assert schemas["Plan"]["properties"]["name"]["pattern"] == plans.NAME_PATTERN
+    assert schemas["LimitError"]["properties"]["limit"]["enum"] == list(plans.COLUMNS)
+    for name in plans.COLUMNS:
+        number = schemas["Plan"]["properties"][name]["oneOf"][0]
+        assert number["minimum"] == plans.LEAST.get(name, 0), name
+        assert number["maximum"] == plans.MOST[name], name
+    lengths = re.findall(r'"maxLength": (\d+)', json.dumps(DOCUMENT))
+    assert str(MAX_DESCRIPTION) in lengths
+    assert DOCUMENT["info"]["version"] == __version__
