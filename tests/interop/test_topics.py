@@ -46,7 +46,7 @@ async def _read_lines(
 async def _wait_route(manager: RunningManager, role: str, hub_id: str, name: str) -> None:
     deadline = time.monotonic() + 10
     while not any(
-        k[1] == name and k[2].hub_id == hub_id and k[3] == role for k in manager.svc.router.routes
+        k[1] == name and k[2] == hub_id and k[4] == role for k in manager.svc.router.routes
     ):
         assert time.monotonic() < deadline, f"no {role} route for {hub_id}"
         await asyncio.sleep(0.05)
@@ -136,6 +136,6 @@ async def test_hub_leaving_stops_its_routes(manager: RunningManager, two_hubs):
         await asyncio.wait_for(reader, 5)
     assert len(got) < 1000
     deadline = time.monotonic() + 10
-    while any(k[2].hub_id == "hub-b" for k in manager.svc.router.routes):
+    while any(k[2] == "hub-b" for k in manager.svc.router.routes):
         assert time.monotonic() < deadline
         await asyncio.sleep(0.1)
