@@ -147,7 +147,33 @@ class HubResponse:
         return bytes(out)
 
 
-class HubClient:
+class WholeAnswers:
+    """`request` over a class's `stream`, for the small exchanges the manager reads whole
+    itself; shared by the local (`HubClient`) and the remote (`RemoteHubClient`) client."""
+
+    def stream(
+        self,
+        method: bytes,
+        target: bytes,
+        headers: Iterable[tuple[bytes, bytes]] = (),
+        body: Body = None,
+    ) -> contextlib.AbstractAsyncContextManager[HubResponse]:
+        raise NotImplementedError
+
+    async def request(
+        self,
+        method: bytes,
+        target: bytes,
+        headers: Iterable[tuple[bytes, bytes]] = (),
+        body: Body = None,
+        limit: int = 16 * 1024 * 1024,
+    ) -> tuple[int, bytes]:
+        """Status and whole body of a small exchange the manager makes itself."""
+        async with self.stream(method, target, headers, body) as response:
+            return response.status, await response.read(limit)
+
+
+class HubClient(WholeAnswers):
     """HTTP to one Hub over its tunnel, made with the tunnel and closed with it; or, over
     TCP, to one peer replica (`manager.hubs.peers`)."""
 
@@ -222,17 +248,6 @@ class HubClient:
             self.in_flight -= 1
             if conn is not None:
                 await self._checkin(conn, response)
-
-    async def request(
-        self,
-        method: bytes,
-        target: bytes,
-        headers: Iterable[tuple[bytes, bytes]] = (),
-        body: Body = None,
-        limit: int = 16 * 1024 * 1024,
-    ) -> tuple[int, bytes]:
-        """Status and whole body of a small exchange the manager makes itself."""
-        return await whole(self.stream(method, target, headers, body), limit)
 
     def close(self) -> None:
         """The tunnel is going: drop idle channels and refuse new requests."""
@@ -362,14 +377,6 @@ class HubClient:
             # and let the caller see that error rather than the reset it causes.
             conn.body_error = exc
             conn.channel.abort()
-
-
-async def whole(
-    exchange: contextlib.AbstractAsyncContextManager[HubResponse], limit: int
-) -> tuple[int, bytes]:
-    """Status and body of an exchange, the body read whole (bounded by `limit`)."""
-    async with exchange as response:
-        return response.status, await response.read(limit)
 
 
 __all__ = ["HubClient", "HubError", "HubResponse"]

@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Protocol
 from urllib.parse import quote, urlsplit
 
-from manager.hubs.client import Body, HubClient, HubResponse, whole
+from manager.hubs.client import Body, HubClient, HubResponse, WholeAnswers
 from manager.hubs.errors import HubTimeout, HubUnavailable
 from manager.tunnel.errors import ChannelReset
 
@@ -183,7 +183,7 @@ def is_stale(response: HubResponse) -> bool:
     )
 
 
-class RemoteHubClient:
+class RemoteHubClient(WholeAnswers):
     """The `HubClient` interface for a Hub held by another replica, at a known epoch. A
     stale route (the peer's 409, or the peer gone) is looked up again once through
     `reroute`, which may find the Hub here, on a third replica, or nowhere."""
@@ -242,13 +242,3 @@ class RemoteHubClient:
                     fresh.stream(method, target, headers, body)
                 )
             yield response
-
-    async def request(
-        self,
-        method: bytes,
-        target: bytes,
-        headers: Iterable[tuple[bytes, bytes]] = (),
-        body: Body = None,
-        limit: int = 16 * 1024 * 1024,
-    ) -> tuple[int, bytes]:
-        return await whole(self.stream(method, target, headers, body), limit)
