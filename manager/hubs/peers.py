@@ -17,7 +17,6 @@ import hashlib
 import hmac
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from typing import Protocol
 from urllib.parse import quote, urlsplit
 
 from manager.hubs.client import Body, HubClient, HubResponse, WholeAnswers
@@ -150,30 +149,7 @@ class PeerSource:
         return stream
 
 
-Reroute = Callable[[], Awaitable["HubRequests | None"]]
-
-
-class HubRequests(Protocol):
-    """What callers use to reach a Hub: `HubClient` (local) or `RemoteHubClient`."""
-
-    hub_id: str
-
-    def stream(
-        self,
-        method: bytes,
-        target: bytes,
-        headers: Iterable[tuple[bytes, bytes]] = (),
-        body: Body = None,
-    ) -> contextlib.AbstractAsyncContextManager[HubResponse]: ...
-
-    async def request(
-        self,
-        method: bytes,
-        target: bytes,
-        headers: Iterable[tuple[bytes, bytes]] = (),
-        body: Body = None,
-        limit: int = 16 * 1024 * 1024,
-    ) -> tuple[int, bytes]: ...
+Reroute = Callable[[], Awaitable[WholeAnswers | None]]  # a Hub client, local or remote
 
 
 def is_stale(response: HubResponse) -> bool:

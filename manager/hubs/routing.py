@@ -24,13 +24,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from manager.common import now_ms
 from manager.db import routing
 from manager.db.models import Hub
-from manager.hubs.client import HubClient, HubResponse
+from manager.hubs.client import HubClient, HubResponse, WholeAnswers
 from manager.hubs.endings import MOVING
 from manager.hubs.errors import HubError, HubUnavailable
 from manager.hubs.peers import (
     PEER_PREFIX,
     SECRET_HEADER,
-    HubRequests,
     PeerSource,
     RemoteHubClient,
 )
@@ -245,7 +244,7 @@ class HubRoutes:
     ) -> RemoteHub:
         peer, base = self.peer_client(route.replica, route.peer_url)
 
-        async def again() -> HubRequests | None:
+        async def again() -> WholeAnswers | None:
             self.forget(space_id, hub_id)
             fresh = await self.find(space_id, hub_id, reroute=False)
             return None if fresh is None else fresh.client

@@ -10,27 +10,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from typing import Protocol
 
-from manager.hubs.peers import HubRequests
 from manager.hubs.registry import HubRegistry, LiveHub
 from manager.hubs.routing import HubRoutes, RemoteView
-from manager.hubs.state import HubState
 
 AnyHub = LiveHub | RemoteView
-
-
-class ConnectedHub(Protocol):
-    """What the Space's views read of a Hub, wherever its tunnel is."""
-
-    @property
-    def hub_id(self) -> str: ...
-
-    @property
-    def state(self) -> HubState: ...
-
-    @property
-    def client(self) -> HubRequests: ...
 
 
 class SpaceHubs:
