@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -63,4 +64,12 @@ async def manager(svc: Services, world: World) -> AsyncIterator[RunningManager]:
     async with httpx.AsyncClient(base_url=url, headers=bearer(world.admin), timeout=30) as client:
         yield RunningManager(svc, world, url, client)
     server.should_exit = True
-    await asyncio.wait_for(task, 15)
+    done, _ = await asyncio.wait({task}, timeout=15)
+    if not done:
+        # Say where the shutdown hangs before failing: every task's stack.
+        where = io.StringIO()
+        for other in asyncio.all_tasks():
+            other.print_stack(limit=8, file=where)
+        task.cancel()
+        pytest.fail(f"the manager did not stop within 15 s; tasks:\n{where.getvalue()}")
+    task.result()

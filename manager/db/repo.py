@@ -55,12 +55,24 @@ async def count_spaces(s: AsyncSession, org_id: str | None = None) -> int:
     return int(await s.scalar(q) or 0)
 
 
+async def _take_sqlite_write_lock(s: AsyncSession, table: Any, key: Any) -> None:
+    """SQLite has no row locks, and its driver starts a transaction only at the first write,
+    so a read-then-write (a limit check, the next unique id) is not atomic there: two
+    sessions both read, then both write. A no-op UPDATE first takes the database's write
+    lock for the rest of the transaction, and the other session waits (busy timeout)."""
+    if s.get_bind().dialect.name == "sqlite":
+        await s.execute(update(table).where(key).values(name=table.name))
+
+
 async def lock_org(s: AsyncSession, org_id: str) -> Organization | None:
-    """The org row, locked to the transaction on PostgreSQL (SQLite serialises writers)."""
+    """The org row, locked to the transaction (SQLite: the whole database, see above)."""
+    await _take_sqlite_write_lock(s, Organization, Organization.id == org_id)
     return await s.scalar(select(Organization).where(Organization.id == org_id).with_for_update())
 
 
 async def lock_space(s: AsyncSession, space_id: str) -> Space | None:
+    """The Space row, locked to the transaction (SQLite: the whole database)."""
+    await _take_sqlite_write_lock(s, Space, Space.id == space_id)
     return await s.scalar(select(Space).where(Space.id == space_id).with_for_update())
 
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import io
+import logging
+from collections.abc import AsyncIterator, Awaitable
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -28,6 +31,34 @@ from manager.web.peer import PeerMiddleware
 from manager.web.rate_limit import RateLimitMiddleware
 from manager.web.request_id import RequestIdMiddleware
 
+log = logging.getLogger("manager.web")
+
+# A stop step that overruns this is abandoned (with its stack logged) so the process still
+# exits: the supervisor's own wait for tunnels to record their disconnects is 5 s.
+STOP_STEP_S = 10.0
+
+
+async def _stop_step(name: str, step: Awaitable[None]) -> None:
+    """Run one shutdown step, bounded; a step that hangs is named in the log with where it
+    hangs, and the next steps still run."""
+    task = asyncio.ensure_future(step)
+    done, _ = await asyncio.wait({task}, timeout=STOP_STEP_S)
+    if not done:
+        where = io.StringIO()
+        task.print_stack(file=where)
+        log.warning(
+            "shutdown: %s did not stop in %.0f s; abandoned at:\n%s",
+            name,
+            STOP_STEP_S,
+            where.getvalue(),
+        )
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+        return
+    if task.exception() is not None:
+        log.warning("shutdown: %s failed: %r", name, task.exception())
+
 
 async def root(_request: Request) -> Response:
     return JSONResponse({"service": "space-manager", "api": "/api/v1"})
@@ -46,13 +77,13 @@ def create_app(svc: Services, *, own_services: bool = False) -> Starlette:
         try:
             yield
         finally:
-            await svc.router.stop()
-            await svc.supervisor.stop()
-            await svc.events.stop()
-            await svc.lease.stop()
-            await svc.audit.stop()
+            await _stop_step("topic router", svc.router.stop())
+            await _stop_step("hub supervisor", svc.supervisor.stop())
+            await _stop_step("event listener", svc.events.stop())
+            await _stop_step("replica lease", svc.lease.stop())
+            await _stop_step("audit writer", svc.audit.stop())
             if own_services:
-                await svc.aclose()
+                await _stop_step("services", svc.aclose())
 
     panel = PanelSessions(svc.secret, svc.sessions)
     app = Starlette(
