@@ -33,7 +33,7 @@ import tarfile
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -401,7 +401,8 @@ def run(count: int, template: Path, token: str, space: str, key: str, proofs: Pa
         res.rss_kib = rss_kib(pid)
         res.rss_hubs = int((metrics(manager) or {}).get("manager_hubs_connected", hubs_in(res)))
         meter = CpuMeter(pid, peers)
-        time.sleep(IDLE_WINDOW_S)
+        with idle_profile(pid, count):
+            time.sleep(IDLE_WINDOW_S)
         res.idle_cpu = meter.read()
         for name in ENDPOINTS:
             res.latency[name] = latency(client, manager.space_url(name))
@@ -430,6 +431,25 @@ def run(count: int, template: Path, token: str, space: str, key: str, proofs: Pa
         manager.cleanup()
         res.wall_s = time.monotonic() - began
     return res
+
+
+@contextlib.contextmanager
+def idle_profile(pid: int, count: int) -> Iterator[None]:
+    """With BENCH_PROFILE=DIR, py-spy samples the manager through the idle window into
+    DIR/idle-<count>.txt (raw, folded stacks): what an idle Hub costs, by function."""
+    out = os.environ.get("BENCH_PROFILE")
+    spy = shutil.which("py-spy", path=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    if not out or not spy:
+        yield
+        return
+    Path(out).mkdir(parents=True, exist_ok=True)
+    dest = Path(out) / f"idle-{count}.txt"
+    cmd = [spy, "record", "-p", str(pid), "-d", str(int(IDLE_WINDOW_S)), "-r", "200", "-f", "raw"]
+    proc = subprocess.Popen([*cmd, "-o", str(dest)], stdout=subprocess.DEVNULL)
+    try:
+        yield
+    finally:
+        proc.wait(timeout=IDLE_WINDOW_S + 30)
 
 
 def prepare(work: Path) -> tuple[Path, str, str, str]:

@@ -7,9 +7,9 @@ transaction; nothing here applies business rules (limits, permissions) or commit
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import Table, bindparam, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from manager.db.models import (
@@ -244,9 +244,20 @@ async def mark_replica_hubs_disconnected(
     return int(getattr(res, "rowcount", 0) or 0)
 
 
+_HUBS = cast(Table, Hub.__table__)
+_SAVE_LOAD = (
+    update(_HUBS)
+    .where(_HUBS.c.id == bindparam("pk"))
+    .values(last_load=bindparam("load"), last_load_ms=bindparam("at_ms"))
+)
+
+
 async def save_loads(s: AsyncSession, rows: Iterable[tuple[int, dict[str, Any], int]]) -> None:
-    for pk, load, at_ms in rows:
-        await s.execute(update(Hub).where(Hub.id == pk).values(last_load=load, last_load_ms=at_ms))
+    """One executemany on the table, not the ORM: no per-row statement or session sync
+    (this runs for every connected Hub every flush)."""
+    params = [{"pk": pk, "load": load, "at_ms": at_ms} for pk, load, at_ms in rows]
+    if params:
+        await s.execute(_SAVE_LOAD, params)
 
 
 # verified key proofs

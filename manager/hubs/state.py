@@ -46,7 +46,9 @@ class HubState:
     load: dict[str, Any] | None = None
     load_at: float | None = None
     network_info: list[Any] | None = None
-    messages: int = 0
+    # Bumped by each message that changes what a Hub list shows (not LOAD or network info,
+    # which every Hub sends every few seconds): the list's cached entries are keyed on it.
+    changes: int = 0
 
     def healthy(self, within_s: float, now: float | None = None) -> bool:
         if self.load_at is None:
@@ -59,8 +61,8 @@ class HubState:
         if handler is None:
             return False
         ok = handler(self, payload)
-        if ok:
-            self.messages += 1
+        if ok and handler is not _load and handler is not _network:
+            self.changes += 1
         return ok
 
     def snapshot(self) -> dict[str, Any]:
@@ -70,7 +72,7 @@ class HubState:
             "instances": self.instances,
             "topics": [vars(t) for t in self.topics.values()],
             "load": self.load,
-            "messages": self.messages,
+            "changes": self.changes,
         }
 
     @classmethod
@@ -89,8 +91,8 @@ class HubState:
         if isinstance(data.get("load"), dict):
             state.load = data["load"]
             state.load_at = time.monotonic()
-        if isinstance(data.get("messages"), int):
-            state.messages = data["messages"]
+        if isinstance(data.get("changes"), int):
+            state.changes = data["changes"]
         return state
 
     def sequence_list(self) -> list[dict[str, Any]]:

@@ -10,6 +10,7 @@ import time
 
 import h11
 
+from manager.db import repo
 from manager.tunnel.channel import Channel
 from tests.interop.peer import HubPeer
 from tests.running import RunningManager
@@ -84,6 +85,21 @@ async def test_given_id_is_kept(manager: RunningManager):
     try:
         await _wait_hub(manager, "my-hub", healthy=True)
         assert peer.count(event="sth_id") == 0
+    finally:
+        await peer.stop()
+
+
+async def test_load_figures_are_flushed_to_the_hub_row(manager: RunningManager):
+    """The periodic flush (one executemany for every Hub whose LOAD changed) lands in SQL."""
+    peer, _ = await _join(manager, "--id", "loaded")
+    try:
+        await _wait_hub(manager, "loaded", healthy=True)
+        manager.svc.supervisor.load_flush_s = 0.0
+        await manager.svc.supervisor.sweep()
+        async with manager.svc.sessions() as s:
+            row = await repo.get_hub(s, manager.world.space_id, "loaded")
+        assert row is not None and row.last_load_ms is not None
+        assert row.last_load is not None and row.last_load["memFree"] > 0
     finally:
         await peer.stop()
 

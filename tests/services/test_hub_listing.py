@@ -62,3 +62,21 @@ def test_every_change_shows_up():
     reg.detach(hub)
     assert _render(listing, rows, reg)[0]["isConnectionActive"] is False
     assert [h["id"] for h in _render(listing, rows[1:], reg)] == ["b"]  # a deleted Hub goes
+
+
+def test_load_lines_reuse_the_rendered_entry():
+    """Every Hub sends LOAD every few seconds; the list does not show its figures, so a
+    LOAD must not make the next list render that Hub's entry again (at 10,000 idle Hubs
+    that was every entry, every call)."""
+    reg = HubRegistry(healthy_after_s=15.0)
+    listing = HubListing()
+    hub = LiveHub("s", "a", cast(HubLink, None))
+    reg.attach(hub)
+    hub.state.apply(LOAD, LOAD_FIGURES)
+    _render(listing, [_row("a")], reg)
+    before = listing._entries[("s", "a")]
+    assert hub.state.apply(LOAD, dict(LOAD_FIGURES, avgLoad=2))
+    _render(listing, [_row("a")], reg)
+    assert listing._entries[("s", "a")] is before
+    assert hub.state.apply(INSTANCE, {"instance": {"id": "i1", "sequence": {"id": "q1"}}})
+    assert _render(listing, [_row("a")], reg)[0]["instances"] == ["i1"]
