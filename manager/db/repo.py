@@ -9,8 +9,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, delete, func, insert, select, update
+from sqlalchemy import Table, bindparam, case, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.util import identity_key
 
 from manager.db.models import (
     AccessKey,
@@ -212,6 +213,22 @@ LISTING_COLUMNS = (
 )
 
 
+async def hub_listing_stamp(s: AsyncSession, space_id: str) -> tuple[Any, ...]:
+    """A fingerprint of the Space's Hub rows that every write to them changes: an admission
+    bumps an epoch and a connect stamp, a disconnect (or a reaped replica) lowers the
+    connected count and raises a disconnect stamp, a delete lowers the row count. One
+    aggregate the database computes without handing 10,000 rows to Python."""
+    q = select(
+        func.count(),
+        func.sum(Hub.epoch),
+        func.max(Hub.last_connected_ms),
+        func.max(Hub.last_disconnected_ms),
+        func.sum(case((Hub.connected.is_(True), 1), else_=0)),
+        func.max(Hub.id),
+    ).where(Hub.space_id == space_id)
+    return tuple((await s.execute(q)).one())
+
+
 async def hub_listing(s: AsyncSession, space_id: str) -> Sequence[Any]:
     """What a Hub list shows, as plain rows: at 10,000 Hubs ORM objects cost ~4x more."""
     q = select(*LISTING_COLUMNS).where(Hub.space_id == space_id).order_by(Hub.created_ms, Hub.id)
@@ -258,6 +275,50 @@ async def save_loads(s: AsyncSession, rows: Iterable[tuple[int, dict[str, Any], 
     params = [{"pk": pk, "load": load, "at_ms": at_ms} for pk, load, at_ms in rows]
     if params:
         await s.execute(_SAVE_LOAD, params)
+
+
+async def record_disconnect(
+    s: AsyncSession,
+    pk: int,
+    epoch: int,
+    *,
+    at_ms: int,
+    reason: str,
+    load: dict[str, Any] | None,
+    network_info: list[Any] | None,
+) -> bool:
+    """A tunnel of this Hub ended: its last figures always, and the disconnect itself only
+    if no newer tunnel (a higher epoch, here or on another replica) took over since.
+    Whether the row exists."""
+    figures: dict[str, Any] = {}
+    if load is not None:
+        figures.update(last_load=load, last_load_ms=at_ms)
+    if network_info is not None:
+        figures["network_info"] = network_info
+    # A Hub row this session loaded (a connect earlier in the same batch) would otherwise
+    # keep its pre-UPDATE values, and a reconnect later in the batch would write nothing.
+    loaded = s.sync_session.identity_map.get(identity_key(Hub, pk))
+    if loaded is not None:
+        s.expire(loaded)
+    ended = await s.execute(
+        update(_HUBS)
+        .where(_HUBS.c.id == pk, _HUBS.c.epoch == epoch)
+        .values(
+            {
+                **figures,
+                "connected": False,
+                "replica": None,
+                "last_disconnected_ms": at_ms,
+                "disconnect_reason": reason,
+            }
+        )
+    )
+    if getattr(ended, "rowcount", 0):
+        return True
+    if figures:
+        kept = await s.execute(update(_HUBS).where(_HUBS.c.id == pk).values(figures))
+        return bool(getattr(kept, "rowcount", 0))
+    return await s.scalar(select(_HUBS.c.id).where(_HUBS.c.id == pk)) is not None
 
 
 # verified key proofs

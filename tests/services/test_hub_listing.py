@@ -6,9 +6,16 @@ import json
 from collections import namedtuple
 from typing import Any, cast
 
+from sqlalchemy import delete
+
+from manager.common import now_ms
+from manager.db import repo
+from manager.db.models import Hub
 from manager.hubs.registry import HubLink, HubRegistry, LiveHub
 from manager.hubs.state import INSTANCE, LOAD
+from manager.services.context import Services
 from manager.services.space_view import HubListing
+from tests.conftest import World
 
 Row = namedtuple(
     "Row",
@@ -80,3 +87,30 @@ def test_load_lines_reuse_the_rendered_entry():
     assert listing._entries[("s", "a")] is before
     assert hub.state.apply(INSTANCE, {"instance": {"id": "i1", "sequence": {"id": "q1"}}})
     assert _render(listing, [_row("a")], reg)[0]["instances"] == ["i1"]
+
+
+async def test_listing_rows_are_reread_after_every_kind_of_write(svc: Services, world: World):
+    """The rows are kept between calls, and every write to the Space's Hubs (admission,
+    disconnect, a reaped replica, a delete) makes the next call read them again."""
+    listing, store, space = HubListing(), svc.store, world.space_id
+
+    async def ids() -> dict[str, bool]:
+        async with svc.sessions() as s:
+            return {r.hub_id: r.disconnect_reason is None for r in await listing.rows(s, space)}
+
+    a, b = (LiveHub(space, name, cast(HubLink, None)) for name in "ab")
+    await store.connected(a, "", [])
+    assert await ids() == {"a": True}
+    async with svc.sessions() as s:
+        kept = await listing.rows(s, space)
+        assert await listing.rows(s, space) is kept  # nothing written: no second read
+    await store.connected(b, "", [])
+    assert await ids() == {"a": True, "b": True}
+    await store.disconnected(a, "gone")
+    assert await ids() == {"a": False, "b": True}
+    async with svc.sessions() as s, s.begin():
+        await repo.mark_replica_hubs_disconnected(s, None, now_ms(), "replica lost")
+    assert await ids() == {"a": False, "b": False}
+    async with svc.sessions() as s, s.begin():
+        await s.execute(delete(Hub).where(Hub.hub_id == "a"))
+    assert await ids() == {"b": False}

@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import cast
 
 import pytest
 from sqlalchemy import event, func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
-from manager.db import audit
+from manager.db import audit, repo
 from manager.db.models import AuditEvent
+from manager.hubs.registry import HubLink, LiveHub
 from manager.hubs.store import WriteBatcher
 from manager.services.context import Services
 from tests.conftest import World
@@ -56,3 +58,29 @@ async def test_a_burst_is_one_transaction_and_failures_stay_in_their_batch(
             raise ZeroDivisionError
 
         await writer.run(broken)
+
+
+async def test_connect_disconnect_reconnect_in_one_batch(svc: Services, world: World):
+    """A Hub that drops and comes back within one batch ends up connected with the newest
+    epoch; the old tunnel's disconnect (a plain UPDATE) neither wins over the new one nor
+    leaves the session's copy of the row stale."""
+    store = svc.store
+    first, second, third = (LiveHub(world.space_id, "flappy", cast(HubLink, None)) for _ in "123")
+    await store.connected(first, "one", [])
+    second.state.load = {"avgLoad": 7}
+    # Queued together, so one batch (one session) runs them in this order.
+    await asyncio.gather(
+        store.disconnected(first, "tunnel closed"),
+        store.connected(second, "two", []),
+        store.disconnected(second, "flapped"),
+        store.connected(third, "three", []),
+    )
+    assert first.epoch < second.epoch < third.epoch
+    async with svc.sessions() as s:
+        row = await repo.get_hub(s, world.space_id, "flappy")
+    assert row is not None and row.connected and row.epoch == third.epoch
+    assert row.description == "three" and row.last_load == {"avgLoad": 7}
+    await store.disconnected(first, "a stale tunnel ends late")  # an old epoch: no effect
+    async with svc.sessions() as s:
+        row = await repo.get_hub(s, world.space_id, "flappy")
+    assert row is not None and row.connected and row.disconnect_reason is None
