@@ -1,6 +1,11 @@
 """Many idle Hubs on one manager: connect, memory, idle CPU, Space aggregation latency, and a
 reconnect storm after a manager restart, in one flow per Hub count.
 
+The storm is judged by how it settles, too: Hub connects per second after the restart, the
+busiest second against the mean (from the audit's connect records, stamped as each Hub
+registers). A herd that never settles (Hubs closed as silent while the loop is swamped,
+reconnecting, swamping it again) shows as a peak far above a mean stretched by the tail.
+
 Real Hubs each prove their key with a different scrypt proof, and the manager's cost of
 admitting them is mostly those proofs; peers sharing one proof would hide it. So a pool of
 distinct proofs is made up front (in parallel, outside the manager) and dealt to the peers
@@ -26,6 +31,7 @@ import re
 import resource
 import shutil
 import signal
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -41,6 +47,7 @@ from pathlib import Path
 import httpx
 
 from bench.harness import NODE_DIR, Manager, cpu_seconds, rss_kib
+from manager.db.audit import HUB_CONNECTED
 from manager.hubs.keys import make_proof
 
 PEERS_PER_PROCESS = 2500
@@ -59,6 +66,7 @@ ENDPOINTS = ("list", "instances", "sequences")
 GOAL_KIB_PER_HUB = 50.0
 GOAL_RESTART_S = 60.0
 GOAL_LIST_P99_MS = 100.0
+GOAL_PEAK_OVER_MEAN = 3.0  # restart: the busiest second's connects against the storm's mean
 GOAL_AT = 10_000
 
 
@@ -216,6 +224,7 @@ class Result:
     shutdown_s: float | None = None
     restart: Wait | None = None
     restart_metrics: dict[str, float] = field(default_factory=dict)
+    restart_rates: tuple[float, float] | None = None  # connects per second: peak, mean
     stderr: list[tuple[int, str]] = field(default_factory=list)
     stderr_errors: int = 0
     stderr_warnings: int = 0
@@ -379,6 +388,7 @@ def scan_stderr(path: Path) -> tuple[int, int, list[tuple[int, str]]]:
 def run(count: int, template: Path, token: str, space: str, key: str, proofs: Path) -> Result:
     res = Result(count)
     began = time.monotonic()
+    storm: tuple[int, int] | None = None  # the restart's wall-clock window, ms
     # every peer dials from 127.0.0.1: lift the per-address tunnel cap meant for the Internet
     manager = Manager(env={"MANAGER_MAX_TUNNELS_PER_SOURCE": str(count * 2 + 1000)})
     shutil.copytree(template, manager.dir / "data")
@@ -411,11 +421,13 @@ def run(count: int, template: Path, token: str, space: str, key: str, proofs: Pa
         client.close()
         client = httpx.Client(headers=manager.headers, timeout=REQUEST_TIMEOUT_S)
         restarted = time.monotonic()
+        restarted_ms = int(time.time() * 1000)
         manager.start()  # same data dir and port; the peers find it by themselves
         assert manager.proc is not None
         meter = CpuMeter(manager.proc.pid, peers)
         res.restart = wait_all_healthy(client, manager, count, meter, restarted, RESTART_CAP_S)
         res.restart_metrics = metrics(manager) or {}
+        storm = (restarted_ms, int(time.time() * 1000))
     except (RuntimeError, OSError, httpx.HTTPError, AssertionError) as exc:
         res.failed = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
         print(f"scale {count}: {res.failed}", file=sys.stderr, flush=True)
@@ -424,6 +436,8 @@ def run(count: int, template: Path, token: str, space: str, key: str, proofs: Pa
         res.gave_up = peers.events("gave_up") + peers.events("abandoned")
         peers.stop()
         manager.stop()
+        if storm is not None:
+            res.restart_rates = connect_rates(manager.dir / "data" / "manager.db", *storm)
         res.stderr_errors, res.stderr_warnings, res.stderr = scan_stderr(manager.dir / "stderr")
         keep = os.environ.get("BENCH_KEEP")
         if keep:
@@ -431,6 +445,35 @@ def run(count: int, template: Path, token: str, space: str, key: str, proofs: Pa
         manager.cleanup()
         res.wall_s = time.monotonic() - began
     return res
+
+
+def connect_rates(db: Path, since_ms: int, until_ms: int) -> tuple[float, float] | None:
+    """(peak, mean) Hub connects per second in [since_ms, until_ms], from the audit's connect
+    records: the busiest 1-s bin from the first connect on, and the count over the span from
+    the first connect to the last (at least 1 s). None without two connects to measure."""
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as con:
+            rows = con.execute(
+                "SELECT received_ms FROM audit_events"
+                " WHERE op_code = ? AND received_ms BETWEEN ? AND ?",
+                (HUB_CONNECTED, since_ms, until_ms),
+            ).fetchall()
+    except sqlite3.Error as exc:
+        print(f"connect rates: {exc}", file=sys.stderr, flush=True)
+        return None
+    stamps = sorted(int(r[0]) for r in rows)
+    if len(stamps) < 2:
+        return None
+    bins = Counter((t - stamps[0]) // 1000 for t in stamps)
+    span_s = max((stamps[-1] - stamps[0]) / 1000, 1.0)
+    return float(max(bins.values())), len(stamps) / span_s
+
+
+def rates_cell(rates: tuple[float, float] | None) -> str:
+    if rates is None:
+        return "-"
+    peak, mean = rates
+    return f"{peak:.0f} / {mean:.0f} /s ({peak / mean:.1f}×)"
 
 
 @contextlib.contextmanager
@@ -512,6 +555,7 @@ def table(results: list[Result], pool: int, nofile: int) -> list[str]:
     largest = per_hub_kib(max(results, key=lambda r: r.hubs)) if results else None
     list_at = at.latency.get("list") if at else None
     restart_at = at.restart.seconds if at and at.restart else None
+    rates = max(results, key=lambda r: r.hubs).restart_rates if results else None
 
     def cells(fn: Callable[[Result], str]) -> list[str]:
         return [fn(r) for r in results]
@@ -593,6 +637,12 @@ def table(results: list[Result], pool: int, nofile: int) -> list[str]:
             verdict(None if at is None else (restart_at or math.inf) <= GOAL_RESTART_S),
         ),
         (
+            "restart: connects per second, busiest second / mean (peak ÷ mean)",
+            cells(lambda r: rates_cell(r.restart_rates)),
+            f"peak ≤ {GOAL_PEAK_OVER_MEAN:.0f}× mean at the most Hubs",
+            verdict(None if rates is None else rates[0] <= GOAL_PEAK_OVER_MEAN * rates[1]),
+        ),
+        (
             "restart: CPU while they reconnect: manager / peers / machine",
             cells(lambda r: cpu_cell(r.restart.cpu if r.restart else None)),
             "",
@@ -604,6 +654,7 @@ def table(results: list[Result], pool: int, nofile: int) -> list[str]:
         ("proofs from memory", "manager_proof_cache_hits_total"),
         ("proofs from SQL", "manager_proof_store_hits_total"),
         ("tunnels refused", "manager_tunnels_refused_total"),
+        ("admission waits (slots granted)", "manager_admission_wait_seconds_count"),
     ):
         rows.append(
             (

@@ -28,7 +28,7 @@ STOP_CLOSE_CODES: Final = {
 RETRY_LATER: Final = {
     4429: "too many failed attempts",
     1012: "the manager replica is draining",
-    1013: "the manager replica is draining",
+    1013: "the manager replica is draining or busy admitting others",
 }
 # Control messages that make a real Hub abandon the platform (hub-protocol.md §5.6).
 STOP_MESSAGES: Final = {

@@ -21,6 +21,7 @@ class Ending(StrEnum):
     DRAINING = "manager draining; reconnect"  # the Hub should join another replica
     RESTARTED = "manager restarted"  # the replica holding the tunnel started again
     REPLICA_LOST = "manager replica lost"  # its lease ran out: crashed, or cut off
+    BUSY = "manager busy; reconnect"  # no admission slot in time (manager.hubs.admission)
 
 
 # The manager ended these tunnels itself; their Hubs reconnect at once, through another

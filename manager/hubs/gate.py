@@ -3,40 +3,42 @@
 The tunnel layer calls `admit` with the CONNECT (or WebSocket) head; a 200 comes with
 `run`, which lives as long as the tunnel: it opens the control channel, decides the Hub's
 id, registers it, folds its messages into the Hub's state, and unregisters it at the end.
-Requests the Hub opens itself go to the Space API as that Hub's Space (spec §4.2).
+Requests the Hub opens itself go to the Space API as that Hub's Space (hub_requests.py).
+The expensive part of an admission (key check, registration) waits for a slot of the
+admission queue (admission.py), so a reconnect storm is admitted a few at a time.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
+import random
 import re
-from dataclasses import dataclass, replace
-from typing import Any
+from dataclasses import replace
+from typing import Any, NamedTuple
 
 from starlette.types import ASGIApp
 
 from manager import logs
-from manager.common import MAX_DESCRIPTION, org_id_of
+from manager.common import MAX_DESCRIPTION
 from manager.config import Settings
-from manager.db.models import AccessKey
 from manager.hubs import keys
+from manager.hubs.admission import AdmissionBusy, AdmissionQueue, AdmissionSlot, BurstLog
 from manager.hubs.control import ControlDecoder
 from manager.hubs.endings import Ending
+from manager.hubs.hello import HubHello, SourceSlot, space_of, tags_of, usable_key_id
+from manager.hubs.hub_requests import hub_request_handler
 from manager.hubs.limits import HubCeiling, HubLimit, HubQuotas
 from manager.hubs.link import TunnelLink
 from manager.hubs.registry import HubRegistry, LiveHub, tunnel_alive
 from manager.hubs.routing import HubRoutes
 from manager.hubs.state import ID_DROP, LIMIT_EXCEEDED, LOAD, STH_ID, TOPIC
 from manager.hubs.store import HubStore
-from manager.principal import Principal
-from manager.tunnel.channel import Channel
 from manager.tunnel.connect import Admission, ConnectRequest
 from manager.tunnel.errors import TunnelError
-from manager.tunnel.http import ControlStream, serve_http
-from manager.tunnel.session import ChannelHandler, TunnelSession
+from manager.tunnel.http import ControlStream
+from manager.tunnel.session import TunnelSession
 
 log = logging.getLogger("manager.hubs")
 
@@ -44,41 +46,15 @@ FIRST_FRAME_DELAY_S = 0.25
 CONTROL_OPEN_TIMEOUT_S = 5.0
 NEWCOMER_READY_S = 2.0  # how long a refused Hub gets to send its first control line
 DRAINING_RETRY_AFTER_S = 5  # what a draining replica tells a Hub (an STH retries every 2 s)
+BUSY_RETRY_AFTER_S = (2, 10)  # a busy one: jittered, so a refused herd comes back spread out
 _HUB_ID = re.compile(r"^[A-Za-z0-9_.:@+-]{1,200}$")
-_CPM_PATH = re.compile(r"^/api/v1/cpm/([^/]+)/api/v1(/.*)?$")
 
 
-@dataclass(frozen=True, slots=True)
-class HubHello:
-    """Who the tunnel says it is, once its key is checked."""
+class Refusal(NamedTuple):
+    """Why a Hub with an open control channel is turned away: the control code it gets."""
 
-    space_id: str
-    requested_id: str
-    description: str
-    tags: list[str]
-    key_id: int
-    source: str
-    slot: SourceSlot
-    via_connector: bool = False  # a WebSocket tunnel from `space-manager connect`
-
-
-class SourceSlot:
-    """One tunnel's place in its source address's quota; giving it back twice is harmless."""
-
-    def __init__(self, counts: dict[str, int], source: str) -> None:
-        self._counts = counts
-        self._source = source
-        self._held = True
-        counts[source] = counts.get(source, 0) + 1
-
-    def release(self) -> None:
-        if self._held:
-            self._held = False
-            left = self._counts[self._source] - 1
-            if left:
-                self._counts[self._source] = left
-            else:
-                del self._counts[self._source]
+    code: int
+    ending: Ending
 
 
 class HubGate:
@@ -104,6 +80,11 @@ class HubGate:
         self.app: ASGIApp | None = None
         self.quotas: HubQuotas[Any] | None = None  # the plans (Services.build sets it)
         self.routes: HubRoutes | None = None  # other replicas' Hubs (Services.build sets it)
+        # How many admissions check keys and register Hubs at once (manager.hubs.admission).
+        self.admissions = AdmissionQueue(
+            settings.max_admissions, settings.admission_queue, settings.admission_wait_s
+        )
+        self._busy_log = BurstLog()
 
     # admission
 
@@ -112,8 +93,7 @@ class HubGate:
         what runs the tunnel once the carrier is up (or the status that refuses it)."""
         hello = await self.check(request.target, request.headers, request.peer)
         if isinstance(hello, int):
-            retry = DRAINING_RETRY_AFTER_S if hello == 503 else None
-            return Admission(status=hello, retry_after=retry)
+            return Admission(status=hello, retry_after=self._retry_after(hello))
         self.admitted += 1
         if request.websocket:
             hello = replace(hello, via_connector=True)
@@ -132,11 +112,17 @@ class HubGate:
         if self.limiter.blocked(peer):
             log.warning("tunnel from %s refused: too many failed key proofs", peer)
             return self._refuse("failed_proofs", 429)
-        space_id = _space_of(target)
+        space_id = space_of(target)
         if space_id is None:
             log.warning("tunnel from %s refused: bad target %r", peer, target[:200])
             return self._refuse("bad_target", 403)
-        key_id = await self._check_key(space_id, headers.get("authorization", ""))
+        try:
+            async with self.admissions.slot():
+                key_id = await self._check_key(space_id, headers.get("authorization", ""))
+        except AdmissionBusy as exc:
+            return self._busy(peer, exc)
+        if self.draining:
+            return self._refuse("draining", 503)  # it began while this one waited
         if key_id is None:
             self.limiter.failed(peer)
             log.warning("tunnel from %s to %s refused: wrong or unknown key", peer, space_id)
@@ -154,7 +140,7 @@ class HubGate:
             space_id=space_id,
             requested_id=headers.get("x-sth-id", "").strip(),
             description=headers.get("x-sth-description", "")[:MAX_DESCRIPTION],
-            tags=_tags(headers.get("x-sth-tags", "")),
+            tags=tags_of(headers.get("x-sth-tags", "")),
             key_id=key_id,
             source=peer,
             slot=SourceSlot(self.tunnels_by_source, peer),
@@ -164,12 +150,37 @@ class HubGate:
         self.refused[reason] = self.refused.get(reason, 0) + 1
         return status
 
+    def _busy(self, peer: str, exc: AdmissionBusy) -> int:
+        """A tunnel the admission queue had no room or time for: 503, and a line per burst."""
+        count = self._busy_log.event(asyncio.get_running_loop().time())
+        if count:
+            q = self.admissions
+            log.warning(
+                "admissions busy: %d tunnel(s) turned away (latest from %s: %s); %d admitting, "
+                "%d waiting (MANAGER_MAX_ADMISSIONS %d, MANAGER_ADMISSION_QUEUE %d, "
+                "MANAGER_ADMISSION_WAIT_S %g)",
+                count,
+                peer,
+                exc.why,
+                q.running,
+                q.waiting,
+                q.limit,
+                q.max_waiting,
+                q.max_wait_s,
+            )
+        return self._refuse("busy", 503)
+
+    def _retry_after(self, status: int) -> int | None:
+        if status != 503:
+            return None
+        return DRAINING_RETRY_AFTER_S if self.draining else random.randint(*BUSY_RETRY_AFTER_S)
+
     async def _check_key(self, space_id: str, authorization: str) -> int | None:
         if authorization[:7].lower() == "bearer ":
             value = authorization[7:].strip()
             if not keys.key_matches(self.secret, value):
                 return None
-            return _usable(await self.store.access_key(value[: keys.PREFIX_LEN]), space_id)
+            return usable_key_id(await self.store.access_key(value[: keys.PREFIX_LEN]), space_id)
         try:
             proof = keys.parse_authorization(authorization)
         except keys.ProofFormatError:
@@ -181,7 +192,7 @@ class HubGate:
         known = self.proofs.lookup(proof.value) == proof.key_prefix
         row = await self.store.access_key(proof.key_prefix)
         stored = None if known else await self.store.proof_key_id(tag)
-        key_id = _usable(row, space_id)
+        key_id = usable_key_id(row, space_id)
         if not known and stored is not None and stored == key_id:
             self.proof_store_hits += 1
             self.proofs.remember(proof.value, proof.key_prefix)
@@ -200,7 +211,7 @@ class HubGate:
             hello.slot.release()
 
     async def _run_hub(self, session: TunnelSession, hello: HubHello) -> None:
-        session.on_channel = self._serve_hub_request(hello.space_id)
+        session.on_channel = hub_request_handler(lambda: self.app, hello.space_id)
         await asyncio.sleep(FIRST_FRAME_DELAY_S)
         try:
             channel = await session.open_channel(timeout=CONTROL_OPEN_TIMEOUT_S)
@@ -215,24 +226,61 @@ class HubGate:
             self.settings.max_requests_per_hub,
             self.settings.channel_open_timeout_s,
         )
-        hub_id = await self._claim_id(hello, link)
-        if hub_id is None:
+        # The admission's second half (Hub id, registry, connect record) in a slot of its
+        # own: the 200, the first-frame delay and the control channel's round trip between
+        # the halves are network waits that would hold a slot for nothing.
+        try:
+            slot = await self.admissions.enter(finishing=True)
+        except AdmissionBusy as exc:
+            self._busy(hello.source, exc)
+            session.close(Ending.BUSY)
             return
+        try:
+            if session.close_reason is not None:
+                return  # the Hub left while it waited: no id, no records for it
+            hub = await self._attach(session, hello, link)
+            if isinstance(hub, Refusal):
+                slot.release()  # before _stop_newcomer, which waits for the Hub
+                await _stop_newcomer(link, *hub)
+                return
+            await self._serve(session, hello, link, hub, slot)
+        finally:
+            slot.release()
+
+    async def _attach(
+        self, session: TunnelSession, hello: HubHello, link: TunnelLink
+    ) -> LiveHub | Refusal:
+        """The Hub's id and its place in the registry, or why it is refused."""
+        hub_id = await self._claim_id(hello)
+        if isinstance(hub_id, Refusal):
+            return hub_id
         logs.hub_context.set((hello.space_id, hub_id))  # this task's log lines name the Hub
         link.client.hub_id = hub_id  # known now; the client's errors name the Hub
         hub = LiveHub(hello.space_id, hub_id, link, access_key_id=hello.key_id, source=hello.source)
         hub.announces_topic_posts = not hello.via_connector
         session.name = f"hub {hub_id}@{hello.space_id}"
         if not self.registry.attach(hub):
-            await _stop_newcomer(link, ID_DROP, Ending.ID_TAKEN)
-            return
+            return Refusal(ID_DROP, Ending.ID_TAKEN)
+        return hub
+
+    async def _serve(
+        self,
+        session: TunnelSession,
+        hello: HubHello,
+        link: TunnelLink,
+        hub: LiveHub,
+        slot: AdmissionSlot,
+    ) -> None:
+        """An attached Hub from its connect record (the admission's last step, still in its
+        slot) to its disconnect record."""
         reason = "tunnel closed"
         try:
             await self.store.connected(hub, hello.description, hello.tags)
+            slot.release()
             log.info("%s connected from %s", session.name, hello.source)
-            if hub_id != hello.requested_id:
-                await link.send_control(STH_ID, {"id": hub_id})
-            reason = await self._read_control(hub, control, session)
+            if hub.hub_id != hello.requested_id:
+                await link.send_control(STH_ID, {"id": hub.hub_id})
+            reason = await self._read_control(hub, link.control, session)
         finally:
             reason = session.close_reason or reason
             session.close(reason)
@@ -244,7 +292,7 @@ class HubGate:
                 self.registry.detach(hub)
                 await link.release()
 
-    async def _claim_id(self, hello: HubHello, link: TunnelLink) -> str | None:
+    async def _claim_id(self, hello: HubHello) -> str | Refusal:
         requested = hello.requested_id
         if requested and not _HUB_ID.match(requested):
             requested = ""
@@ -257,8 +305,7 @@ class HubGate:
                         requested,
                         hello.space_id,
                     )
-                    await _stop_newcomer(link, ID_DROP, Ending.ID_TAKEN)
-                    return None
+                    return Refusal(ID_DROP, Ending.ID_TAKEN)
                 await existing.link.close(Ending.REPLACED)
                 self.registry.detach(existing)
             elif self.routes is not None and await self.routes.held_elsewhere(
@@ -269,8 +316,7 @@ class HubGate:
                     requested,
                     hello.space_id,
                 )
-                await _stop_newcomer(link, ID_DROP, Ending.ID_TAKEN)
-                return None
+                return Refusal(ID_DROP, Ending.ID_TAKEN)
         limit = await self._hub_limit(hello.space_id)
         hub_id = requested
         if not hub_id:
@@ -294,8 +340,7 @@ class HubGate:
             )
             if self.quotas is not None:
                 self.quotas.hub_refused(hello.space_id, hub_id, limit, hello.source)
-            await _stop_newcomer(link, LIMIT_EXCEEDED, Ending.HUB_LIMIT)
-            return None
+            return Refusal(LIMIT_EXCEEDED, Ending.HUB_LIMIT)
         return hub_id
 
     async def _hub_limit(self, space_id: str) -> HubLimit:
@@ -325,35 +370,6 @@ class HubGate:
             return s.close_reason or f"control channel failed: {exc}"
         return s.close_reason or "control channel ended"
 
-    # requests the Hub makes
-
-    def _serve_hub_request(self, space_id: str) -> ChannelHandler:
-        principal = Principal(org_id=org_id_of(space_id), hub_space_id=space_id)
-
-        async def handle(channel: Channel) -> None:
-            if self.app is None:
-                channel.abort()
-                return
-            await serve_http(channel, _CpmRewrite(self.app, space_id), {"principal": principal})
-
-        return handle
-
-
-class _CpmRewrite:
-    """Maps the Hub's `/api/v1/cpm/<space>/api/v1/<rest>` onto our Space API (spec §4.2)."""
-
-    def __init__(self, app: ASGIApp, space_id: str) -> None:
-        self.app = app
-        self.space_id = space_id
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        match = _CPM_PATH.match(scope["path"])
-        if match is not None:
-            rest = match.group(2) or "/"
-            path = f"/api/v1/space/{match.group(1)}/api/v1{rest}"
-            scope = dict(scope, path=path, raw_path=path.encode())
-        await self.app(scope, receive, send)
-
 
 async def _stop_newcomer(link: TunnelLink, code: int, reason: str) -> None:
     """Refuse a Hub that has just opened its control channel (ID_DROP, LIMIT_EXCEEDED).
@@ -367,33 +383,3 @@ async def _stop_newcomer(link: TunnelLink, code: int, reason: str) -> None:
 
 
 UNLIMITED = 1 << 40  # more Hubs than any limit allows: `allows(0, UNLIMITED)` means none
-
-
-def _usable(row: AccessKey | None, space_id: str) -> int | None:
-    """The key's id if it may admit a Hub to `space_id`."""
-    if row is None or row.space_id != space_id or row.revoked_ms is not None:
-        return None
-    return row.id
-
-
-def _space_of(target: str) -> str | None:
-    """`/[prefix/]api/v1/<org>/<space>/` → the Space id, if org and Space agree."""
-    parts = [p for p in target.split("?")[0].split("/") if p]
-    if len(parts) < 4 or parts[-4] != "api":
-        return None
-    org, space = parts[-2], parts[-1]
-    if not space or org_id_of(space) != org or len(space) > 120:
-        return None
-    return space
-
-
-def _tags(raw: str) -> list[str]:
-    try:
-        value = json.loads(raw) if raw else []
-    except ValueError:
-        return []
-    if not isinstance(value, list):
-        return []
-    # STH 1.0.1 splits `--tags "a, b"` on the comma without trimming: " b" means "b".
-    tags = (str(t).strip()[:100] for t in value if isinstance(t, str | int | float))
-    return [t for t in tags if t][:50]

@@ -54,6 +54,9 @@ DOCUMENTED = (
     "manager_channels_open",
     "manager_tunnel_admissions_total",
     "manager_tunnels_refused_total",
+    "manager_admissions_waiting",
+    "manager_admissions_running",
+    "manager_admission_wait_seconds",
     "manager_control_messages_received_total",
     "manager_proxied_requests_in_flight",
     "manager_proxied_requests_total",
@@ -81,6 +84,9 @@ _CONTROL_NAMES = {
     codes.SEQUENCE: "SEQUENCE",
     codes.TOPIC: "TOPIC",
 }
+# An admission's turn comes at once, or after the ones queued before it (MANAGER_ADMISSION_WAIT_S
+# at most, 10 s by default).
+_WAIT_BUCKETS = (0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 # Proxied requests take milliseconds; streams (logs, outputs) take minutes.
 _DURATION_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 
@@ -140,6 +146,12 @@ class Metrics:
             "Errors raised by the database driver (unreachable, timeouts, bad statements)",
             registry=self.registry,
         )
+        self.admission_wait = Histogram(
+            "manager_admission_wait_seconds",
+            "How long tunnel admissions waited for a slot (MANAGER_MAX_ADMISSIONS)",
+            buckets=_WAIT_BUCKETS,
+            registry=self.registry,
+        )
         ProcessCollector(registry=self.registry)
 
     def watch_database(self, engine: AsyncEngine) -> None:
@@ -150,6 +162,7 @@ class Metrics:
 
     def read_live(self, svc: Services) -> None:
         self.registry.register(LiveCollector(svc))
+        svc.gate.admissions.on_waited = self.admission_wait.observe
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -225,6 +238,16 @@ class LiveCollector(Collector):
             refused.add_metric([reason], count)
         yield admissions
         yield refused
+        yield _gauge(
+            "manager_admissions_waiting",
+            "Tunnels waiting for an admission slot (their key check or their registration)",
+            gate.admissions.waiting,
+        )
+        yield _gauge(
+            "manager_admissions_running",
+            "Tunnel admissions checking a key or registering a Hub now",
+            gate.admissions.running,
+        )
         control = CounterMetricFamily(
             "manager_control_messages_received",
             "Control messages from Hubs, by type",

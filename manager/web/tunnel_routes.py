@@ -5,7 +5,8 @@ Authentication is the Hub's own (`Authorization: Digest cnonce=` proof, or
 that the socket carries BPMux and everything else is shared. Refusals are close codes a
 connector can act on: 4403 (key refused: stop), 4429 (too many failures: retry later),
 4409 (id taken: stop), 4413 (Hub limit: stop), 4401 (key revoked: stop), 1013 (this replica
-is draining: try again, elsewhere), 1012 (closed by a drain: reconnect).
+is draining, or too busy admitting other Hubs: try again later), 1012 (closed by a drain:
+reconnect).
 """
 
 from __future__ import annotations
@@ -21,13 +22,14 @@ from manager.tunnel.websocket import close_code_for, run_websocket_tunnel
 REFUSALS = {
     403: (4403, "access key refused"),
     429: (4429, "too many attempts or tunnels"),
-    503: (1013, "manager draining; try again"),  # 1013: Try Again Later
+    503: (1013, "manager draining or busy; try again"),  # 1013: Try Again Later
 }
 ENDINGS: dict[str, tuple[int, str]] = {  # keyed by Ending, which are strings
     Ending.ID_TAKEN: (4409, "id already connected"),
     Ending.HUB_LIMIT: (4413, "Hub limit reached"),
     Ending.KEY_REVOKED: (4401, "access key revoked"),
     Ending.DRAINING: (1012, "manager draining; reconnect"),  # 1012: Service Restart
+    Ending.BUSY: (1013, "manager busy; try again"),
 }
 
 

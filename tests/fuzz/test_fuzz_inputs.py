@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from manager.hubs import keys
 from manager.hubs.control import ControlDecoder, encode_message
-from manager.hubs.gate import _space_of, _tags
+from manager.hubs.hello import space_of, tags_of
 from manager.hubs.state import HubState
 from tests.manager_process import ManagerProcess
 
@@ -89,9 +89,9 @@ def test_connect_head_fields(authorization: str, target: str, tags: str) -> None
         assert len(proof.digest) == 128
     except keys.ProofFormatError:
         pass
-    space = _space_of(target)
+    space = space_of(target)
     assert space is None or isinstance(space, str)
-    assert all(isinstance(t, str) for t in _tags(tags))
+    assert all(isinstance(t, str) for t in tags_of(tags))
 
 
 @pytest.fixture(scope="module")
