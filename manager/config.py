@@ -70,8 +70,8 @@ class Settings:
     # Admission shaping (manager/hubs/admission.py): how many tunnels check keys and register
     # at once, how many may wait for that, and for how long before a 503 (WebSocket: 1013).
     max_admissions: int = 16
-    admission_queue: int = 2000
-    admission_wait_s: float = 10.0
+    admission_queue: int = 20_000
+    admission_wait_s: float = 60.0
     loop: str = "auto"
     # Several replicas (manager.replicas): where the others reach this one, and the lease.
     peer_url: str | None = None
@@ -104,8 +104,8 @@ class Settings:
             max_tunnels_per_source=_int_env("MANAGER_MAX_TUNNELS_PER_SOURCE", 1000),
             max_requests_per_hub=_int_env("MANAGER_MAX_REQUESTS_PER_HUB", 256),
             max_admissions=_int_env("MANAGER_MAX_ADMISSIONS", 16),
-            admission_queue=_int_env("MANAGER_ADMISSION_QUEUE", 2000),
-            admission_wait_s=_float_env("MANAGER_ADMISSION_WAIT_S", 10.0),
+            admission_queue=_int_env("MANAGER_ADMISSION_QUEUE", 20_000),
+            admission_wait_s=_float_env("MANAGER_ADMISSION_WAIT_S", 60.0),
             loop=_choice_env("MANAGER_LOOP", ("auto", "asyncio", "uvloop")),
             peer_url=env.get("MANAGER_PEER_URL") or None,
             peer_port=_int_env("MANAGER_PEER_PORT", 0) or None,

@@ -15,6 +15,7 @@ import contextlib
 import logging
 import random
 import re
+import time
 from dataclasses import replace
 from typing import Any, NamedTuple
 
@@ -277,6 +278,9 @@ class HubGate:
         try:
             await self.store.connected(hub, hello.description, hello.tags)
             slot.release()
+            # The silence clock starts now: in a join storm the connect record can take
+            # longer than a Hub's LOAD interval, and its LOAD lines wait for _read_control.
+            hub.connected_at = time.monotonic()
             log.info("%s connected from %s", session.name, hello.source)
             if hub.hub_id != hello.requested_id:
                 await link.send_control(STH_ID, {"id": hub.hub_id})

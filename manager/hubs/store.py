@@ -38,9 +38,19 @@ class WriteBatcher:
     back at once) costs ~N/500 commits instead of N, and never N pooled connections: at
     5,000 Hubs one transaction each exhausted the pool and refused Hubs for minutes."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], max_batch: int = 500) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        max_batch: int = 500,
+        max_batch_s: float = 0.25,
+    ) -> None:
         self.sessions = sessions
         self.max_batch = max_batch
+        # A batch holds the database's write lock (SQLite: the whole file) until it commits,
+        # and every statement is an event-loop round trip: with the loop busy (thousands of
+        # Hubs joining) 500 jobs held it for 30 s and more, and other writers failed with
+        # "database is locked". So a batch also commits once it has run this long.
+        self.max_batch_s = max_batch_s
         self._queue: list[tuple[Job, asyncio.Future[None]]] = []
         self._drainer: asyncio.Task[None] | None = None
 
@@ -56,8 +66,14 @@ class WriteBatcher:
             batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
             try:
                 async with self.sessions() as s, s.begin():
-                    for job, _done in batch:
+                    began = time.monotonic()
+                    for n, (job, _done) in enumerate(batch):
                         await job(s)
+                        if time.monotonic() - began > self.max_batch_s:
+                            # The rest go first in the next batch, in their order.
+                            self._queue[:0] = batch[n + 1 :]
+                            del batch[n + 1 :]
+                            break
             except BaseException as exc:
                 for _job, done in batch:
                     if not done.done():

@@ -7,6 +7,7 @@ import datetime as dt
 import json
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -34,7 +35,7 @@ class HubListing:
     Hubs then costs one SQL read and a join instead of 10,000 dicts and a 2.6 MB dumps."""
 
     def __init__(self) -> None:
-        self._entries: dict[tuple[str, str], tuple[tuple[Any, ...], str]] = {}
+        self._entries: dict[str, dict[str, _Rendered]] = {}  # Space -> Hub id -> entry
         self._rows: dict[str, tuple[tuple[Any, ...], Sequence[Any]]] = {}
 
     async def rows(self, s: AsyncSession, space_id: str) -> Sequence[Any]:
@@ -54,28 +55,44 @@ class HubListing:
     def render(
         self, space_id: str, rows: Sequence[Any], registry: SpaceHubs, live: dict[str, AnyHub]
     ) -> bytes:
-        """`rows` from `repo.hub_listing`; `live` as in `hub_list`."""
+        """`rows` from `rows()`; `live` as in `hub_list`."""
         now = time.monotonic()
         parts: list[str] = []
-        seen: set[tuple[str, str]] = set()
+        entries = self._entries.setdefault(space_id, {})
         for row in rows:
             hub = live.get(row.hub_id)
-            key = (
-                tuple(row),
-                id(hub) if hub else None,
-                hub.state.changes if hub else 0,
-                bool(hub and registry.healthy(hub, now)),
-            )
-            slot = (space_id, row.hub_id)
-            seen.add(slot)
-            cached = self._entries.get(slot)
-            if cached is None or cached[0] != key:
-                text = json.dumps(_entry(row, hub, key[3]), separators=(",", ":"))
-                cached = self._entries[slot] = (key, text)
-            parts.append(cached[1])
-        for slot in [k for k in self._entries if k[0] == space_id and k not in seen]:
-            del self._entries[slot]
+            hub_key = id(hub) if hub else None
+            changes = hub.state.changes if hub else 0
+            healthy = bool(hub and registry.healthy(hub, now))
+            cached = entries.get(row.hub_id)
+            if (
+                cached is None
+                or cached.hub != hub_key
+                or cached.changes != changes
+                or cached.healthy != healthy
+                # The same row object (rows() reused its read) is unchanged by definition.
+                or (cached.row is not row and tuple(cached.row) != tuple(row))
+            ):
+                text = json.dumps(_entry(row, hub, healthy), separators=(",", ":"))
+                cached = entries[row.hub_id] = _Rendered(row, hub_key, changes, healthy, text)
+            cached.row = row
+            parts.append(cached.text)
+        if len(entries) > len(rows):  # Hubs deleted since: forget their entries
+            keep = {row.hub_id for row in rows}
+            for hub_id in [h for h in entries if h not in keep]:
+                del entries[hub_id]
         return ("[" + ",".join(parts) + "]").encode()
+
+
+@dataclass(slots=True)
+class _Rendered:
+    """One Hub's list entry as JSON, with what it was rendered from."""
+
+    row: Any
+    hub: int | None  # id() of the LiveHub/RemoteView, None when not connected
+    changes: int
+    healthy: bool
+    text: str
 
 
 def _entry(row: Any, live: AnyHub | None, healthy: bool) -> dict[str, Any]:

@@ -81,10 +81,10 @@ def test_load_lines_reuse_the_rendered_entry():
     reg.attach(hub)
     hub.state.apply(LOAD, LOAD_FIGURES)
     _render(listing, [_row("a")], reg)
-    before = listing._entries[("s", "a")]
+    before = listing._entries["s"]["a"]
     assert hub.state.apply(LOAD, dict(LOAD_FIGURES, avgLoad=2))
     _render(listing, [_row("a")], reg)
-    assert listing._entries[("s", "a")] is before
+    assert listing._entries["s"]["a"] is before
     assert hub.state.apply(INSTANCE, {"instance": {"id": "i1", "sequence": {"id": "q1"}}})
     assert _render(listing, [_row("a")], reg)[0]["instances"] == ["i1"]
 

@@ -84,3 +84,33 @@ async def test_connect_disconnect_reconnect_in_one_batch(svc: Services, world: W
     async with svc.sessions() as s:
         row = await repo.get_hub(s, world.space_id, "flappy")
     assert row is not None and row.connected and row.disconnect_reason is None
+
+
+async def test_a_batch_commits_once_it_has_run_its_time(svc: Services, world: World):
+    """A batch is also bounded in time (it holds the write lock until it commits): with no
+    time at all every job commits on its own, and none is lost or reordered."""
+    writer = WriteBatcher(svc.sessions, max_batch=50, max_batch_s=0.0)
+    commits = 0
+
+    @event.listens_for(svc.engine.sync_engine, "commit")
+    def _count(_conn: object) -> None:
+        nonlocal commits
+        commits += 1
+
+    def job(i: int):
+        async def write(s: AsyncSession) -> None:
+            await audit.record(
+                s, space_id=world.space_id, op_code=audit.HUB_DISCONNECTED, object_id=f"t{i}"
+            )
+
+        return write
+
+    await asyncio.gather(*(writer.run(job(i)) for i in range(6)))
+    assert commits == 6
+    async with svc.sessions() as s:
+        q = (
+            select(AuditEvent.object_id)
+            .where(AuditEvent.op_code == audit.HUB_DISCONNECTED)
+            .order_by(AuditEvent.id)
+        )
+        assert list((await s.scalars(q)).all()) == [f"t{i}" for i in range(6)]
