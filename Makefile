@@ -11,7 +11,7 @@ DATA_DIR ?= ./data
 HOST ?= 127.0.0.1
 PORT ?= 9000
 
-.PHONY: run test lint typecheck pytest fuzz bench bench-replicas clean node floors
+.PHONY: run test lint typecheck pytest fuzz bench bench-scale bench-replicas clean node floors
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +56,10 @@ fuzz: $(STAMP)
 
 bench: $(STAMP) $(NODE_STAMP)
 	$(BIN)/python -m bench.run
+
+# 10,000 idle Hubs on one process, then left idle for BENCH_STEADY_S (default 600) seconds
+bench-scale: $(STAMP) $(NODE_STAMP)
+	$(BIN)/python -m bench.scale 10000 --steady $${BENCH_STEADY_S:-600}
 
 # Several replicas on PostgreSQL (BENCH_POSTGRES_URL; its database is emptied): forwarding
 # cost, then 10,000 Hubs on `serve --workers 2` held for BENCH_STEADY_S (default 600) seconds

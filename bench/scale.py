@@ -15,7 +15,9 @@ All counts start from the same pristine data dir (one org, Space, admin token an
 key), so one proof pool serves every count and each count starts from an empty Hub table.
 Waits are capped, so a manager that never gets all Hubs in costs `make bench` minutes, not
 hours; the table then says how far it got.
-Usage: python -m bench.scale [N ...] [--pool P]   (default 1000 5000 10000, pool 500)
+Usage: python -m bench.scale [N ...] [--pool P] [--steady S]   (default 1000 5000 10000,
+pool 500, no steady part; `make bench-scale` is 10000 --steady 600: the Hubs idle for ten
+minutes, CPU, RSS and Hubs closed and admitted again over that span)
 """
 
 from __future__ import annotations
@@ -65,6 +67,8 @@ REQUEST_TIMEOUT_S = 10.0  # a manager that takes longer has failed that request
 ENDPOINTS = ("list", "instances", "sequences")
 GOAL_KIB_PER_HUB = 50.0
 GOAL_RESTART_S = 60.0
+GOAL_STEADY_CPU = 50.0  # % of one core, the manager, while 10,000 Hubs idle
+STEADY_SAMPLE_S = 30.0
 GOAL_LIST_P99_MS = 100.0
 GOAL_PEAK_OVER_MEAN = 3.0  # restart: the busiest second's connects against the storm's mean
 GOAL_AT = 10_000
@@ -211,6 +215,18 @@ class Latency:
 
 
 @dataclass
+class Steady:
+    """The Hubs left idle for a long while (`--steady S`): does it hold?"""
+
+    seconds: float
+    cpu: tuple[float, float, float]
+    rss_kib: tuple[int, int]  # at its start and its end
+    fewest_healthy: int  # sampled in /list every STEADY_SAMPLE_S
+    window_ms: tuple[int, int]
+    readmitted: int | None = None  # Hubs connected again inside it (closed, then back)
+
+
+@dataclass
 class Result:
     hubs: int
     connect: Wait = field(default_factory=Wait)
@@ -225,6 +241,7 @@ class Result:
     restart: Wait | None = None
     restart_metrics: dict[str, float] = field(default_factory=dict)
     restart_rates: tuple[float, float] | None = None  # connects per second: peak, mean
+    steady: Steady | None = None
     stderr: list[tuple[int, str]] = field(default_factory=list)
     stderr_errors: int = 0
     stderr_warnings: int = 0
@@ -385,7 +402,15 @@ def scan_stderr(path: Path) -> tuple[int, int, list[tuple[int, str]]]:
     return errors, warnings, [(n, text) for text, n in kinds.most_common()]
 
 
-def run(count: int, template: Path, token: str, space: str, key: str, proofs: Path) -> Result:
+def run(
+    count: int,
+    template: Path,
+    token: str,
+    space: str,
+    key: str,
+    proofs: Path,
+    steady_s: float = 0.0,
+) -> Result:
     res = Result(count)
     began = time.monotonic()
     storm: tuple[int, int] | None = None  # the restart's wall-clock window, ms
@@ -416,6 +441,8 @@ def run(count: int, template: Path, token: str, space: str, key: str, proofs: Pa
         res.idle_cpu = meter.read()
         for name in ENDPOINTS:
             res.latency[name] = latency(client, manager.space_url(name))
+        if steady_s > 0:
+            res.steady = hold_steady(client, manager, pid, peers, steady_s)
 
         res.shutdown_s = terminate(manager)
         client.close()
@@ -438,6 +465,9 @@ def run(count: int, template: Path, token: str, space: str, key: str, proofs: Pa
         manager.stop()
         if storm is not None:
             res.restart_rates = connect_rates(manager.dir / "data" / "manager.db", *storm)
+        if res.steady is not None:
+            rates = connects_in(manager.dir / "data" / "manager.db", *res.steady.window_ms)
+            res.steady.readmitted = rates
         res.stderr_errors, res.stderr_warnings, res.stderr = scan_stderr(manager.dir / "stderr")
         keep = os.environ.get("BENCH_KEEP")
         if keep:
@@ -445,6 +475,45 @@ def run(count: int, template: Path, token: str, space: str, key: str, proofs: Pa
         manager.cleanup()
         res.wall_s = time.monotonic() - began
     return res
+
+
+def hold_steady(
+    client: httpx.Client, manager: Manager, pid: int, peers: PeerGroup, seconds: float
+) -> Steady:
+    """Leave the Hubs idle for `seconds`, sampling /list; CPU and RSS over the whole span."""
+    began_ms, rss0 = int(time.time() * 1000), rss_kib(pid)
+    meter = CpuMeter(pid, peers)
+    fewest = math.inf
+    end = time.monotonic() + seconds
+    while (left := end - time.monotonic()) > 0:
+        time.sleep(min(STEADY_SAMPLE_S, left))
+        try:
+            fewest = min(fewest, healthy_count(client, manager))
+        except httpx.HTTPError:
+            fewest = 0
+    return Steady(
+        seconds=seconds,
+        cpu=meter.read(),
+        rss_kib=(rss0, rss_kib(pid)),
+        fewest_healthy=int(fewest) if fewest != math.inf else 0,
+        window_ms=(began_ms, int(time.time() * 1000)),
+    )
+
+
+def connects_in(db: Path, since_ms: int, until_ms: int) -> int | None:
+    """Hub connects recorded in the audit inside the window: each one a Hub that had been
+    closed (or gave up) and came back."""
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as con:
+            (count,) = con.execute(
+                "SELECT count(*) FROM audit_events"
+                " WHERE op_code = ? AND received_ms BETWEEN ? AND ?",
+                (HUB_CONNECTED, since_ms, until_ms),
+            ).fetchone()
+    except sqlite3.Error as exc:
+        print(f"steady connects: {exc}", file=sys.stderr, flush=True)
+        return None
+    return int(count)
 
 
 def connect_rates(db: Path, since_ms: int, until_ms: int) -> tuple[float, float] | None:
@@ -649,6 +718,46 @@ def table(results: list[Result], pool: int, nofile: int) -> list[str]:
             "",
         ),
     ]
+    steady_at = at.steady if at else None
+    if any(r.steady for r in results):
+        rows += [
+            (
+                "steady: how long the Hubs idled",
+                cells(lambda r: f"{r.steady.seconds:.0f} s" if r.steady else "-"),
+                "",
+                "",
+            ),
+            (
+                "steady: CPU: manager / peers / machine",
+                cells(lambda r: cpu_cell(r.steady.cpu if r.steady else None)),
+                f"manager < {GOAL_STEADY_CPU:.0f} % at {GOAL_AT:,}",
+                verdict(None if steady_at is None else steady_at.cpu[0] < GOAL_STEADY_CPU),
+            ),
+            (
+                "steady: Hubs closed and admitted again",
+                cells(lambda r: fmt_n(r.steady.readmitted) if r.steady else "-"),
+                f"0 at {GOAL_AT:,}",
+                verdict(None if steady_at is None else steady_at.readmitted == 0),
+            ),
+            (
+                "steady: fewest healthy in /list (every 30 s)",
+                cells(lambda r: f"{r.steady.fewest_healthy:,}" if r.steady else "-"),
+                "",
+                "",
+            ),
+            (
+                "steady: manager RSS at its start → end",
+                cells(
+                    lambda r: (
+                        f"{r.steady.rss_kib[0] / 1024:.0f} → {r.steady.rss_kib[1] / 1024:.0f} MiB"
+                        if r.steady
+                        else "-"
+                    )
+                ),
+                "",
+                "",
+            ),
+        ]
     for label, metric in (
         ("scrypt runs", "manager_scrypt_runs_total"),
         ("proofs from memory", "manager_proof_cache_hits_total"),
@@ -714,6 +823,12 @@ def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("counts", nargs="*", type=int, default=[1000, 5000, 10000])
     parser.add_argument("--pool", type=int, default=500, help="distinct key proofs")
+    parser.add_argument(
+        "--steady",
+        type=float,
+        default=0.0,
+        help="seconds to leave the Hubs idle after the latency part (make bench-scale: 600)",
+    )
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     nofile = raise_nofile()
@@ -726,7 +841,7 @@ def main(argv: list[str]) -> None:
         proofs.write_text(json.dumps(proof_pool(key, args.pool)))
         print(f"# {args.pool} proofs: {time.monotonic() - t0:.1f} s", file=sys.stderr, flush=True)
         for n in args.counts:
-            results.append(run(n, template, token, space, key, proofs))
+            results.append(run(n, template, token, space, key, proofs, args.steady))
             print(f"# {n} Hubs: {results[-1].wall_s:.0f} s", file=sys.stderr, flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
