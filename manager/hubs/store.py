@@ -96,6 +96,13 @@ class HubStore:
         self._proofs_loading = asyncio.Lock()
         self._keys: dict[str, tuple[float, AccessKey | None]] = {}
         self._key_reads: dict[str, asyncio.Future[AccessKey | None]] = {}
+        # Told the Space after each connect or disconnect record, whether it committed or
+        # not (the Space's list keeps its rows until then: manager.services.space_view).
+        self.on_rows_changed: Callable[[str], None] | None = None
+
+    def _rows_changed(self, space_id: str) -> None:
+        if self.on_rows_changed is not None:
+            self.on_rows_changed(space_id)
 
     async def access_key(self, prefix: str) -> AccessKey | None:
         """The key row for a prefix, at most KEY_CACHE_S old: a reconnect storm asks for the
@@ -189,7 +196,10 @@ class HubStore:
             hub.epoch = await routing.bump_epoch(s, row.id)
             set_committed_value(row, "epoch", hub.epoch)  # a disconnect in this batch reads it
 
-        await self._writes.run(write)
+        try:
+            await self._writes.run(write)
+        finally:
+            self._rows_changed(hub.space_id)
 
     async def disconnected(self, hub: LiveHub, reason: str) -> None:
         stamp = now_ms()
@@ -217,7 +227,10 @@ class HubStore:
                 detail={"reason": reason[:500]},
             )
 
-        await self._writes.run(write)
+        try:
+            await self._writes.run(write)
+        finally:
+            self._rows_changed(hub.space_id)
 
     async def save_loads(self, hubs: Sequence[LiveHub]) -> None:
         rows = [

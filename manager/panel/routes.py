@@ -214,6 +214,7 @@ async def hub_action(request: Request) -> Response:
             await hub_admin.delete_hub(
                 s, svc.registry, svc.events, space.id, hub_id, force, who.requestor
             )
+        svc.listing.invalidate(space.id)
     except Conflict:
         # Connected: the second confirmation, which forces it.
         return RedirectResponse(

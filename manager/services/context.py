@@ -124,6 +124,7 @@ class Services:
             metrics=metrics,
         )
         metrics.read_live(svc)
+        store.on_rows_changed = svc.listing.invalidate
         return svc
 
     async def aclose(self) -> None:

@@ -50,7 +50,7 @@ async def hub_list(request: Request) -> Response:
     hubs = await connected(request, space.id)
     live = {h.hub_id: h for h in hubs.in_space(space.id)}
     async with svc.sessions() as s:
-        rows = await svc.listing.rows(s, space.id)
+        rows = await svc.listing.rows(s, space.id, alone=not svc.lease.others_alive)
     body = svc.listing.render(space.id, rows, hubs, live)
     return Response(body, media_type="application/json")
 
@@ -163,6 +163,7 @@ async def delete_hub(request: Request) -> Response:
             force,
             principal(request).requestor,
         )
+    svc.listing.invalidate(space.id)
     return JSONResponse({})
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections import namedtuple
 from typing import Any, cast
@@ -114,3 +115,28 @@ async def test_listing_rows_are_reread_after_every_kind_of_write(svc: Services, 
     async with svc.sessions() as s, s.begin():
         await s.execute(delete(Hub).where(Hub.hub_id == "a"))
     assert await ids() == {"b": False}
+
+
+async def test_alone_the_rows_are_reused_until_a_write_here_or_a_short_while(
+    svc: Services, world: World
+):
+    """With no other replica alive, this process's own connect/disconnect records make
+    the next list read again at once; a write it did not make (another process) shows
+    within REUSE_S."""
+    listing, store, space = svc.listing, svc.store, world.space_id
+    listing.REUSE_S = 0.3
+
+    async def ids() -> set[str]:
+        async with svc.sessions() as s:
+            return {r.hub_id for r in await listing.rows(s, space, alone=True)}
+
+    a, b = (LiveHub(space, name, cast(HubLink, None)) for name in "ab")
+    await store.connected(a, "", [])
+    assert await ids() == {"a"}
+    await store.connected(b, "", [])
+    assert await ids() == {"a", "b"}  # invalidated by the record, not by time
+    async with svc.sessions() as s, s.begin():
+        await s.execute(delete(Hub).where(Hub.hub_id == "a"))
+    assert await ids() == {"a", "b"}  # not written here: reused for a moment
+    await asyncio.sleep(0.35)
+    assert await ids() == {"b"}
