@@ -59,7 +59,7 @@ class Settings:
     replica_id: str | None = None
     log_level: str = "info"
     healthy_after_s: float = 15.0
-    load_flush_s: float = 10.0
+    load_flush_s: float = 60.0
     channel_open_timeout_s: float = 10.0
     tunnel_port: int | None = None
     ssl_certfile: str | None = None
