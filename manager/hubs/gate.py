@@ -119,7 +119,11 @@ class HubGate:
             return self._refuse("bad_target", 403)
         try:
             async with self.admissions.slot():
-                key_id = await self._check_key(space_id, headers.get("authorization", ""))
+                # Shielded: a Hub hanging up cancels its admission, and a database read
+                # cancelled half-way costs its pooled connection (torn down, not returned).
+                key_id = await asyncio.shield(
+                    self._check_key(space_id, headers.get("authorization", ""))
+                )
         except AdmissionBusy as exc:
             return self._busy(peer, exc)
         if self.draining:

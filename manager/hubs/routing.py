@@ -140,6 +140,16 @@ class HubRoutes:
         )
         return bool(answer and answer.get("held") and answer.get("alive"))
 
+    async def holders_elsewhere(self, space_id: str) -> list[str]:
+        """The other live replicas holding a Hub of the Space (one SQL read; none alone)."""
+        if not self.others_alive():
+            return []
+        async with self.sessions() as s:
+            holders = await routing.replicas_holding(s, space_id, now_ms())
+        for replica, url in holders:
+            self._urls[replica] = url
+        return sorted(r for r, _ in holders if r != self.replica)
+
     async def remote_views(self, space_id: str) -> list[RemoteView]:
         """The Space's Hubs the other live replicas hold, as they see them now (asked in
         parallel; a replica that does not answer in time is left out, and logged)."""

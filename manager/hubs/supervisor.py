@@ -5,11 +5,11 @@ CLI or another replica within one sweep)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from typing import Any
 
+from manager import rounds
 from manager.hubs.endings import Ending
 from manager.hubs.registry import HubRegistry, LiveHub
 from manager.hubs.state import KEY_REVOKED
@@ -34,6 +34,7 @@ class HubSupervisor:
         self._sweeps = 0
         self._task: asyncio.Task[None] | None = None
         self._pending: set[asyncio.Task[None]] = set()
+        self._stopping = asyncio.Event()
 
     async def start(self) -> None:
         released = await self.store.release_replica()
@@ -42,10 +43,7 @@ class HubSupervisor:
         self._task = asyncio.get_running_loop().create_task(self._loop())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await rounds.stop(self._task, self._stopping)
         await self.store.save_loads(list(self.registry))
         for hub in list(self.registry):
             await hub.link.close(Ending.SHUTDOWN)
@@ -57,7 +55,8 @@ class HubSupervisor:
     async def _loop(self) -> None:
         while True:
             due = time.monotonic() + self.sweep_s
-            await asyncio.sleep(self.sweep_s)
+            if not await rounds.pause(self._stopping, self.sweep_s):
+                return
             try:
                 await self.sweep(lag=time.monotonic() - due)
             except Exception as exc:  # a database hiccup must not stop supervision

@@ -16,6 +16,7 @@ import logging
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from manager import rounds
 from manager.common import now_ms
 from manager.db import repo, routing
 from manager.hubs.endings import Ending
@@ -43,6 +44,7 @@ class ReplicaLease:
         # the SQLite default) routing asks nobody, so admissions and lists cost no extra SQL.
         self.others_alive = True
         self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
 
     async def is_held(self) -> bool:
         """The readiness check: other replicas can route to this one (an app whose lifespan
@@ -58,10 +60,7 @@ class ReplicaLease:
 
     async def stop(self) -> None:
         """A clean exit gives the lease up at once, so nobody routes here any more."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await rounds.stop(self._task, self._stopping)
         with contextlib.suppress(SQLAlchemyError, OSError):
             async with self.sessions() as s, s.begin():
                 await routing.drop_replica(s, self.replica)
@@ -77,8 +76,7 @@ class ReplicaLease:
         log.info("replica %s registered (peer URL %s)", self.replica, self.peer_url)
 
     async def _loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.lease_s / 3)
+        while await rounds.pause(self._stopping, self.lease_s / 3):
             try:
                 await self.beat()
             except (SQLAlchemyError, OSError) as exc:

@@ -117,6 +117,16 @@ class TopicRouter:
                 for hub in providers:
                     if api_readers or any(c is not hub for c in consumers):
                         want[(space_id, name, hub.hub_id, hub.epoch, "pull")] = (topic, hub)
+        if self.hub_routes is not None:
+            # A Space API client reading a topic here: what the Space's Hubs on the other
+            # replicas provide reaches it through their boards (each pulls its providers
+            # while our relay reads), also when no Hub of the Space is connected here.
+            holders: dict[str, list[str]] = {}
+            for space_id, topic in self.board.read_by_api():
+                if space_id not in holders:
+                    holders[space_id] = await self.hub_routes.holders_elsewhere(space_id)
+                for replica in holders[space_id]:
+                    want[(space_id, topic.name, replica, 0, "relay")] = (topic, replica)
         return want
 
     async def reconcile(self) -> None:

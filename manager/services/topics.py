@@ -124,6 +124,15 @@ class TopicBoard:
     def in_space(self, space_id: str) -> list[SpaceTopic]:
         return [t for (sid, _), t in self._topics.items() if sid == space_id]
 
+    def read_by_api(self) -> list[tuple[str, SpaceTopic]]:
+        """(Space, topic) for each topic a Space API client is reading here now (not a
+        Hub's push, not another replica's relay)."""
+        return [
+            (sid, t)
+            for (sid, _), t in self._topics.items()
+            if any(c.skip is None and not c.local_only for c in t.consumers)
+        ]
+
     def open(self, space_id: str, name: str, content_type: str, known: str | None) -> SpaceTopic:
         """The topic, checking that `content_type` matches what it already carries."""
         topic = self._topics.get((space_id, name))

@@ -5,6 +5,7 @@ client, and the Space's lists agree whichever replica is asked."""
 from __future__ import annotations
 
 import asyncio
+import json
 import warnings
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -213,6 +214,41 @@ async def test_topic_between_hubs_on_different_replicas(three: Cluster, fleet: H
     got = await read_output(c, consumer_hub, consumer, 3000, timeout=60)
     assert len(got) == 3000, f"{len(got)} lines arrived; last {got[-1:]}"
     assert [x["n"] for x in got] == list(range(3000))
+
+
+async def test_api_topic_reader_on_a_replica_with_no_hub_gets_a_provider_elsewhere(
+    three: Cluster, fleet: HubFleet
+) -> None:
+    """A Space API client (si topic get, the Python client) reading a topic through a
+    replica that holds no Hub of the Space gets what a Sequence on another replica's Hub
+    provides, in order: the reader's replica relays the provider's holder's board."""
+    c = three
+    space = c.world.space_id
+    await fleet.start(HUBS[0])
+    held = await holders(c)
+    reader_at = next(i for i in range(3) if i != held[HUBS[0]])
+    assert await c.held(reader_at) == []
+    lines: list[dict] = []
+
+    async def read() -> None:
+        async with c.direct(reader_at).stream(
+            "GET",
+            f"/api/v1/space/{space}/api/v1/topic/counts",
+            headers={"content-type": "application/x-ndjson"},
+            timeout=httpx.Timeout(60, read=60),
+        ) as resp:
+            assert resp.status_code == 200
+            async for line in resp.aiter_lines():
+                if line.strip():
+                    lines.append(json.loads(line))
+                if len(lines) >= 500:
+                    return
+
+    reader = asyncio.create_task(read())
+    await asyncio.sleep(2.0)  # the reader's replica opens its relay
+    await start_sequence(c, HUBS[0], node_package("counter", COUNTER_JS), args=[500])
+    await asyncio.wait_for(reader, 60)
+    assert [x["n"] for x in lines] == list(range(500))
 
 
 async def test_space_level_start_on_a_hub_another_replica_holds(
