@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import re
-from dataclasses import replace
 
 import pytest
 import websockets
 
-from manager.config import Settings
 from tests.conftest import SQLITE_ONLY, eventually
 from tests.running import RunningManager, manager
 from tests.tunnel.rawhub import connect_head
@@ -23,8 +21,13 @@ pytestmark = SQLITE_ONLY  # nothing here touches the database's kind
 
 
 @pytest.fixture
-def settings(settings: Settings) -> Settings:
-    return replace(settings, max_admissions=1, admission_queue=1, admission_wait_s=0.3)
+def tight(manager: RunningManager) -> RunningManager:
+    """One admission at a time, one waiting, for 0.3 s at most. Set on the running gate's
+    queue: overriding `settings` here lost the `db_kind` parametrization on pytest 8.4.0 (the
+    floors job)."""
+    queue = manager.svc.gate.admissions
+    queue.limit, queue.max_waiting, queue.max_wait_s = 1, 1, 0.3
+    return manager
 
 
 async def connect(manager: RunningManager, key: str, hub_id: str) -> bytes:
@@ -43,7 +46,8 @@ def retry_after(head: bytes) -> int:
     return int(found.group(1))
 
 
-async def test_no_slot_in_time_is_503_with_a_jittered_retry_after(manager: RunningManager):
+async def test_no_slot_in_time_is_503_with_a_jittered_retry_after(tight: RunningManager):
+    manager = tight
     key = await manager.new_key()
     gate = manager.svc.gate
     held = await gate.admissions.enter()
@@ -65,7 +69,8 @@ async def test_no_slot_in_time_is_503_with_a_jittered_retry_after(manager: Runni
     assert head.startswith(b"HTTP/1.1 200 "), head
 
 
-async def test_websocket_closes_with_try_again_later(manager: RunningManager):
+async def test_websocket_closes_with_try_again_later(tight: RunningManager):
+    manager = tight
     key = await manager.new_key()
     held = await manager.svc.gate.admissions.enter()
     org = manager.world.space_id.rsplit("-", 1)[0]
@@ -82,7 +87,10 @@ async def test_websocket_closes_with_try_again_later(manager: RunningManager):
     assert manager.svc.gate.refused == {"busy": 1}
 
 
-async def test_a_tunnel_that_leaves_while_waiting_gives_its_place_back(manager: RunningManager):
+async def test_a_tunnel_that_leaves_while_waiting_gives_its_place_back(
+    tight: RunningManager,
+):
+    manager = tight
     key = await manager.new_key()
     gate = manager.svc.gate
     gate.admissions.max_wait_s = 30.0
