@@ -500,26 +500,9 @@ def hold_steady(
     )
 
 
-def connects_in(db: Path, since_ms: int, until_ms: int) -> int | None:
-    """Hub connects recorded in the audit inside the window: each one a Hub that had been
-    closed (or gave up) and came back."""
-    try:
-        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as con:
-            (count,) = con.execute(
-                "SELECT count(*) FROM audit_events"
-                " WHERE op_code = ? AND received_ms BETWEEN ? AND ?",
-                (HUB_CONNECTED, since_ms, until_ms),
-            ).fetchone()
-    except sqlite3.Error as exc:
-        print(f"steady connects: {exc}", file=sys.stderr, flush=True)
-        return None
-    return int(count)
-
-
-def connect_rates(db: Path, since_ms: int, until_ms: int) -> tuple[float, float] | None:
-    """(peak, mean) Hub connects per second in [since_ms, until_ms], from the audit's connect
-    records: the busiest 1-s bin from the first connect on, and the count over the span from
-    the first connect to the last (at least 1 s). None without two connects to measure."""
+def connect_stamps(db: Path, since_ms: int, until_ms: int) -> list[int] | None:
+    """When each Hub connect inside the window was recorded (the audit), sorted; None when
+    the database cannot be read."""
     try:
         with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as con:
             rows = con.execute(
@@ -528,9 +511,23 @@ def connect_rates(db: Path, since_ms: int, until_ms: int) -> tuple[float, float]
                 (HUB_CONNECTED, since_ms, until_ms),
             ).fetchall()
     except sqlite3.Error as exc:
-        print(f"connect rates: {exc}", file=sys.stderr, flush=True)
+        print(f"audit connects: {exc}", file=sys.stderr, flush=True)
         return None
-    stamps = sorted(int(r[0]) for r in rows)
+    return sorted(int(r[0]) for r in rows)
+
+
+def connects_in(db: Path, since_ms: int, until_ms: int) -> int | None:
+    """Hub connects inside the window: each one a Hub that had been closed (or gave up) and
+    came back."""
+    stamps = connect_stamps(db, since_ms, until_ms)
+    return None if stamps is None else len(stamps)
+
+
+def connect_rates(db: Path, since_ms: int, until_ms: int) -> tuple[float, float] | None:
+    """(peak, mean) Hub connects per second in [since_ms, until_ms], from the audit's connect
+    records: the busiest 1-s bin from the first connect on, and the count over the span from
+    the first connect to the last (at least 1 s). None without two connects to measure."""
+    stamps = connect_stamps(db, since_ms, until_ms) or []
     if len(stamps) < 2:
         return None
     bins = Counter((t - stamps[0]) // 1000 for t in stamps)

@@ -140,24 +140,25 @@ class HubRoutes:
         )
         return bool(answer and answer.get("held") and answer.get("alive"))
 
-    async def holders_elsewhere(self, space_id: str) -> list[str]:
-        """The other live replicas holding a Hub of the Space (one SQL read; none alone)."""
+    async def _holders_elsewhere(self, space_id: str) -> list[tuple[str, str]]:
+        """(replica, peer URL) of the other live replicas holding a Hub of the Space (one
+        SQL read; none when alone)."""
         if not self.others_alive():
             return []
         async with self.sessions() as s:
             holders = await routing.replicas_holding(s, space_id, now_ms())
         for replica, url in holders:
             self._urls[replica] = url
-        return sorted(r for r, _ in holders if r != self.replica)
+        return sorted((r, url) for r, url in holders if r != self.replica)
+
+    async def holders_elsewhere(self, space_id: str) -> list[str]:
+        """The other live replicas holding a Hub of the Space."""
+        return [r for r, _ in await self._holders_elsewhere(space_id)]
 
     async def remote_views(self, space_id: str) -> list[RemoteView]:
         """The Space's Hubs the other live replicas hold, as they see them now (asked in
         parallel; a replica that does not answer in time is left out, and logged)."""
-        if not self.others_alive():
-            return []
-        async with self.sessions() as s:
-            holders = await routing.replicas_holding(s, space_id, now_ms())
-        peers = [(r, url) for r, url in holders if r != self.replica]
+        peers = await self._holders_elsewhere(space_id)
         if not peers:
             return []
         path = f"/v1/spaces/{quote(space_id, safe='')}/hubs"
