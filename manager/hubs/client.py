@@ -37,7 +37,7 @@ Headers = list[tuple[bytes, bytes]]
 Body = bytes | AsyncIterable[bytes] | None
 
 HOST = b"hub"  # what a Hub sees as Host; it serves one site, so any name does
-READ_SIZE = 64 * 1024
+READ_SIZE = 256 * 1024
 MAX_IDLE = 64  # keep-alive channels kept per Hub (more concurrent requests open new ones)
 # Node's HTTP server closes a keep-alive socket idle for 5 s; reusing one that close is
 # racing would fail a request the Hub never saw, so channels idle longer are not reused.
@@ -78,7 +78,7 @@ class StreamSource(Protocol):
 class _Conn:
     """One channel and the HTTP/1.1 state on it."""
 
-    __slots__ = ("body_error", "channel", "http", "idle_since", "reused", "sender")
+    __slots__ = ("body_error", "channel", "http", "idle_since", "raw_body", "reused", "sender")
 
     def __init__(self, channel: ByteStream) -> None:
         self.channel = channel
@@ -87,6 +87,7 @@ class _Conn:
         self.sender: asyncio.Task[None] | None = None
         self.body_error: BaseException | None = None  # the request body's source failed
         self.reused = False  # taken from the idle stack, not opened for this request
+        self.raw_body = False  # the last response's body was read past h11 (`HubResponse`)
 
     def stale(self, now: float) -> bool:
         ch = self.channel
@@ -119,15 +120,28 @@ class _Conn:
 class HubResponse:
     """A Hub's answer: status and headers at once, the body as it arrives."""
 
-    def __init__(self, conn: _Conn, hub_id: str, status: int, headers: Headers) -> None:
+    def __init__(
+        self, conn: _Conn, hub_id: str, status: int, headers: Headers, method: bytes = b"GET"
+    ) -> None:
         self._conn = conn
         self._hub_id = hub_id
         self.status = status
         self.headers = headers
         self.complete = False
+        # A body framed by Content-Length is read past h11: it would copy every byte three
+        # times (into its buffer, out of it, into the event) for a count we can keep
+        # ourselves. h11 still parses the head and everything chunked; `_checkin` gives the
+        # channel a fresh h11 state afterwards, since h11's own stopped mid-body.
+        self._remaining = _length(method, status, headers)
+        if self._remaining is not None:
+            conn.raw_body = True
 
     async def chunks(self) -> AsyncIterator[bytes]:
         """The body, chunk by chunk as the Hub sends it; HubError if it is cut short."""
+        if self._remaining is not None:
+            async for chunk in self._counted():
+                yield chunk
+            return
         while not self.complete:
             event = await self._conn.next_event(self._hub_id)
             if type(event) is h11.Data:
@@ -137,6 +151,33 @@ class HubResponse:
             elif type(event) is h11.ConnectionClosed:
                 raise HubGone(f"Hub {self._hub_id} closed the response early")
 
+    async def _counted(self) -> AsyncIterator[bytes]:
+        conn, remaining = self._conn, self._remaining
+        assert remaining is not None
+        buffered = conn.http.trailing_data[0]  # what came with the head
+        if len(buffered) > remaining:
+            raise HubProtocolError(f"Hub {self._hub_id} sent more than its Content-Length")
+        while True:
+            if buffered:
+                remaining -= len(buffered)
+                self._remaining = remaining
+                if remaining == 0:
+                    self.complete = True
+                yield buffered
+            if remaining == 0:
+                self.complete = True
+                return
+            try:
+                buffered = await conn.channel.read(min(READ_SIZE, remaining))
+            except TunnelError as exc:
+                if conn.body_error is not None:
+                    raise conn.body_error from None
+                raise HubGone(f"Hub {self._hub_id} went away: {exc}") from None
+            if not buffered:
+                raise HubGone(f"Hub {self._hub_id} closed the response early")
+            if len(buffered) > remaining:
+                raise HubProtocolError(f"Hub {self._hub_id} sent more than its Content-Length")
+
     async def read(self, limit: int = 16 * 1024 * 1024) -> bytes:
         """The whole body, for answers the manager itself reads (bounded by `limit`)."""
         out = bytearray()
@@ -145,6 +186,21 @@ class HubResponse:
             if len(out) > limit:
                 raise HubProtocolError(f"Hub {self._hub_id} answered more than {limit} bytes")
         return bytes(out)
+
+
+def _length(method: bytes, status: int, headers: Headers) -> int | None:
+    """The body's length when Content-Length alone frames it (RFC 9112 §6.3), else None."""
+    if method == b"HEAD" or status in (204, 304) or status < 200:
+        return None
+    length: int | None = None
+    for name, value in headers:
+        if name == b"transfer-encoding":
+            return None
+        if name == b"content-length":
+            if length is not None or not value.isdigit():
+                return None  # h11 has already refused anything it would not accept
+            length = int(value)
+    return length
 
 
 class WholeAnswers:
@@ -289,7 +345,7 @@ class HubClient(WholeAnswers):
             response is not None
             and response.complete
             and http.our_state is h11.DONE
-            and http.their_state is h11.DONE
+            and (conn.raw_body or http.their_state is h11.DONE)
             and not self._closed
         )
         if not reusable:
@@ -301,7 +357,11 @@ class HubClient(WholeAnswers):
         if len(self._idle) >= MAX_IDLE:
             conn.channel.abort()
             return
-        http.start_next_cycle()
+        if conn.raw_body:
+            conn.http = h11.Connection(h11.CLIENT)
+            conn.raw_body = False
+        else:
+            http.start_next_cycle()
         conn.idle_since = now
         self._idle.append(conn)
 
@@ -333,7 +393,7 @@ class HubClient(WholeAnswers):
                 await conn.write(data)
                 event = await conn.next_event(self.hub_id)
                 if type(event) is h11.Response:
-                    return HubResponse(conn, self.hub_id, event.status_code, list(event.headers))
+                    return self._response(conn, event, method)
                 if type(event) is not h11.InformationalResponse:
                     raise HubGone(f"Hub {self.hub_id} closed the channel without answering")
                 data = b""
@@ -358,10 +418,13 @@ class HubClient(WholeAnswers):
         while True:
             event = await conn.next_event(self.hub_id)
             if type(event) is h11.Response:
-                return HubResponse(conn, self.hub_id, event.status_code, list(event.headers))
+                return self._response(conn, event, method)
             if type(event) is h11.InformationalResponse:
                 continue
             raise HubGone(f"Hub {self.hub_id} closed the channel without answering")
+
+    def _response(self, conn: _Conn, event: h11.Response, method: bytes) -> HubResponse:
+        return HubResponse(conn, self.hub_id, event.status_code, list(event.headers), method)
 
     async def _send_body(self, conn: _Conn, body: AsyncIterable[bytes]) -> None:
         http = conn.http

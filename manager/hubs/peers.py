@@ -12,6 +12,7 @@ alive per peer.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import hashlib
 import hmac
@@ -28,7 +29,7 @@ EPOCH_HEADER = b"x-manager-hub-epoch"
 PEER_PREFIX = "/_peer"
 STALE_ROUTE = 409  # what a peer answers for an epoch it does not hold
 STALE_HEADER = b"x-manager-stale-route"
-HIGH_WATER = 256 * 1024  # bytes read ahead from a peer before reading pauses
+HIGH_WATER = 1024 * 1024  # bytes read ahead from a peer before reading pauses
 
 
 def peer_secret(server_secret: bytes, configured: str | None) -> str:
@@ -47,7 +48,10 @@ class _PeerStream(asyncio.Protocol):
     """One TCP connection as the byte stream `HubClient` reads and writes."""
 
     def __init__(self) -> None:
-        self._inbox = bytearray()
+        # What the socket delivered, kept as the bytes objects it came in: a forwarded
+        # download passes each on whole instead of copying it into and out of one buffer.
+        self._inbox: collections.deque[bytes] = collections.deque()
+        self._buffered = 0
         self._eof = False
         self._error: str | None = None
         self._readable = asyncio.Event()
@@ -61,9 +65,10 @@ class _PeerStream(asyncio.Protocol):
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
-        self._inbox += data
+        self._inbox.append(data)
+        self._buffered += len(data)
         self._readable.set()
-        if len(self._inbox) > HIGH_WATER and self.transport is not None:
+        if self._buffered > HIGH_WATER and self.transport is not None:
             self.transport.pause_reading()
 
     def eof_received(self) -> bool:
@@ -101,9 +106,12 @@ class _PeerStream(asyncio.Protocol):
                 return b""
             self._readable.clear()
             await self._readable.wait()
-        data = bytes(self._inbox[:max_bytes])
-        del self._inbox[:max_bytes]
-        if len(self._inbox) < HIGH_WATER // 2 and self.transport is not None:
+        data = self._inbox.popleft()
+        if len(data) > max_bytes:
+            self._inbox.appendleft(data[max_bytes:])
+            data = data[:max_bytes]
+        self._buffered -= len(data)
+        if self._buffered < HIGH_WATER // 2 and self.transport is not None:
             self.transport.resume_reading()
         return data
 

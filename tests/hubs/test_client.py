@@ -14,6 +14,7 @@ from manager.hubs.errors import HubBusy, HubGone, HubProtocolError, HubTimeout, 
 from manager.tunnel.channel import Channel
 from tests.tunnel.pair import session_pair
 
+BIG = bytes(i % 251 for i in range(3 * 1024 * 1024))
 VERSION = json.dumps({"service": "@scramjet/host", "version": "1.0.1"}).encode()
 
 
@@ -96,6 +97,20 @@ class FakeHubApi:
             await channel.write(conn.send(h11.Data(data=b"x" * 10)) or b"")
             channel.abort()
             return False
+        if path == b"/big":
+            # 3 MiB framed by Content-Length, written in pieces that do not line up with it.
+            await self._body(conn, channel)
+            head = [(b"content-length", b"%d" % len(BIG))]
+            await channel.write(conn.send(h11.Response(status_code=200, headers=head)) or b"")
+            if req.method != b"HEAD":
+                for at in range(0, len(BIG), 100_003):
+                    await channel.write(conn.send(h11.Data(data=BIG[at : at + 100_003])) or b"")
+            await channel.write(conn.send(h11.EndOfMessage()) or b"")
+            return True
+        if path == b"/overlong":
+            await self._body(conn, channel)
+            await channel.write(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n" + b"y" * 20)
+            return False
         if path == b"/garbage":
             await self._body(conn, channel)
             await channel.write(b"HTTP/1.1 two hundred\r\n\r\n")
@@ -172,13 +187,39 @@ async def test_a_response_cut_short_raises_hub_gone():
         assert status == 200 and api.channels == 2
 
 
-async def test_an_invalid_answer_is_a_protocol_error():
+async def test_a_body_framed_by_content_length_arrives_whole_and_the_channel_is_reused():
+    """Such bodies are counted past h11; the channel must still be reusable afterwards, and a
+    HEAD's Content-Length announces no body."""
     api = FakeHubApi()
     async with session_pair(api) as (manager, _hub):
         client = HubClient(manager, "h1")
-        with pytest.raises(HubProtocolError, match="Invalid response from Hub h1"):
-            await client.request(b"GET", b"/garbage")
+        for _ in range(2):
+            status, body = await client.request(b"GET", b"/big")
+            assert status == 200 and body == BIG
+        async with client.stream(b"HEAD", b"/big") as response:
+            assert response.status == 200 and await response.read() == b""
+            assert response.complete
+        status, body = await client.request(b"GET", b"/api/v1/version")
+        assert (status, json.loads(body)["version"]) == (200, "1.0.1")
+        assert api.channels == 1
+
+
+@pytest.mark.parametrize(
+    ("path", "why"),
+    [
+        (b"/garbage", "Invalid response from Hub h1"),
+        (b"/overlong", "Hub h1 sent more than its Content-Length"),
+    ],
+)
+async def test_an_invalid_answer_is_a_protocol_error(path: bytes, why: str):
+    api = FakeHubApi()
+    async with session_pair(api) as (manager, _hub):
+        client = HubClient(manager, "h1")
+        with pytest.raises(HubProtocolError, match=why):
+            await client.request(b"GET", path)
         assert client.in_flight == 0
+        assert client._idle == []  # that channel is not used again
+        assert (await client.request(b"GET", b"/api/v1/version"))[0] == 200
 
 
 async def test_the_in_flight_limit_refuses_at_once():
