@@ -73,6 +73,7 @@ class Settings:
     admission_queue: int = 20_000
     admission_wait_s: float = 60.0
     loop: str = "auto"
+    fast_lane: bool = True
     # Several replicas (manager.replicas): where the others reach this one, and the lease.
     peer_url: str | None = None
     peer_port: int | None = None
@@ -107,6 +108,7 @@ class Settings:
             admission_queue=_int_env("MANAGER_ADMISSION_QUEUE", 20_000),
             admission_wait_s=_float_env("MANAGER_ADMISSION_WAIT_S", 60.0),
             loop=_choice_env("MANAGER_LOOP", ("auto", "asyncio", "uvloop")),
+            fast_lane=_choice_env("MANAGER_FAST_LANE", ("on", "off")) == "on",
             peer_url=env.get("MANAGER_PEER_URL") or None,
             peer_port=_int_env("MANAGER_PEER_PORT", 0) or None,
             peer_secret=env.get("MANAGER_PEER_SECRET") or None,

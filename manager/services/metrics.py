@@ -116,6 +116,12 @@ class ProxyMetrics:
         self._to_hub = self.bytes.labels("to_hub")
         self._from_hub = self.bytes.labels("from_hub")
         self._by_code: dict[int, Any] = {}
+        self.fast_lane = Counter(
+            "manager_fast_lane_requests_total",
+            "Proxied GETs taken by the fast lane (manager/web/fast_lane.py); the others went "
+            "through the whole HTTP stack",
+            registry=registry,
+        )
 
     def observe(self, status: int, seconds: float, sent: int, received: int) -> None:
         child = self._by_code.get(status)

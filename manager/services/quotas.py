@@ -60,9 +60,15 @@ class Quotas:
 
     async def current(self) -> PlanSnapshot:
         """The snapshot; only the very first call waits for the database."""
-        if self._snapshot is None:
+        snapshot = self.snapshot_now()
+        if snapshot is None:
             return await asyncio.shield(self._read_in_background())
-        if time.monotonic() - self._read_at > self.fresh_s:
+        return snapshot
+
+    def snapshot_now(self) -> PlanSnapshot | None:
+        """The snapshot without waiting (a stale one starts a read in the background); None
+        only before the first read, which `current` waits for."""
+        if self._snapshot is not None and time.monotonic() - self._read_at > self.fresh_s:
             self._read_in_background()
         return self._snapshot
 

@@ -1,9 +1,9 @@
 """The CONNECT carrier: takes a socket whose first request is `CONNECT`, asks an acceptor
 whether to admit it, answers, and from then on feeds the socket through a TunnelSession.
 
-`make_http_protocol` gives uvicorn a protocol class that sniffs the first bytes of each
-connection and hands CONNECTs to this module, so API, WebSocket and CONNECT tunnels share
-one port (and TLS stays in uvicorn). The head is parsed with h11, never by hand.
+manager/web/http_protocol.py gives uvicorn a protocol class that sniffs the first bytes of
+each connection and hands CONNECTs to this module, so API, WebSocket and CONNECT tunnels
+share one port (and TLS stays in uvicorn). The head is parsed with h11, never by hand.
 """
 
 from __future__ import annotations
@@ -18,9 +18,7 @@ from http import HTTPStatus
 from typing import Protocol, cast
 
 import h11
-from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from manager.tunnel.batched_writes import BatchedWrites
 from manager.tunnel.session import TunnelSession
 
 log = logging.getLogger("manager.tunnel")
@@ -28,7 +26,7 @@ log = logging.getLogger("manager.tunnel")
 HEAD_LIMIT = 16 * 1024
 HEAD_TIMEOUT_S = 10.0
 EARLY_DATA_LIMIT = 1024 * 1024
-_CONNECT = b"CONNECT "
+CONNECT_START = b"CONNECT "
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,63 +212,3 @@ class TunnelProtocol(asyncio.Protocol):
     def _head_timed_out(self) -> None:
         if self.session is None and not self._admitting:
             self._refuse(408, "no complete CONNECT head in time")
-
-
-def make_http_protocol(acceptor: TunnelAcceptor) -> type[H11Protocol]:
-    """A uvicorn HTTP protocol class that diverts connections opening with CONNECT."""
-
-    class SniffingH11Protocol(H11Protocol):
-        _decided = False
-        _sniffed = b""
-        _head_timer: asyncio.TimerHandle | None = None
-
-        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            super().connection_made(cast(asyncio.Transport, BatchedWrites(transport, self.loop)))
-            # uvicorn waits forever for a first request head; a slow or silent client (or a
-            # WebSocket that never finishes its upgrade request) must not hold a socket.
-            self._head_timer = self.loop.call_later(HEAD_TIMEOUT_S, self._head_timed_out)
-
-        def connection_lost(self, exc: Exception | None) -> None:
-            if self._head_timer is not None:
-                self._head_timer.cancel()
-            super().connection_lost(exc)
-
-        def _head_timed_out(self) -> None:
-            self._head_timer = None
-            if self.transport.get_protocol() is self and self.cycle is None:
-                self.transport.close()
-
-        def data_received(self, data: bytes) -> None:
-            if self._decided:
-                super().data_received(data)
-                self._first_head_seen()
-                return
-            self._sniffed += data
-            head = self._sniffed[: len(_CONNECT)]
-            if len(head) < len(_CONNECT) and _CONNECT.startswith(head):
-                return  # not enough bytes to tell yet
-            self._decided = True
-            buffered, self._sniffed = self._sniffed, b""
-            if head == _CONNECT:
-                self._first_head_seen(force=True)
-                self._hand_over(buffered)
-            else:
-                super().data_received(buffered)
-                self._first_head_seen()
-
-        def _first_head_seen(self, force: bool = False) -> None:
-            if self._head_timer is not None and (force or self.cycle is not None):
-                self._head_timer.cancel()
-                self._head_timer = None
-
-        def _hand_over(self, buffered: bytes) -> None:
-            self.connections.discard(self)
-            self._unset_keepalive_if_required()
-            tunnel = TunnelProtocol(acceptor)
-            # The tunnel batches its own frames: give it the socket's transport itself.
-            raw = cast(BatchedWrites, self.transport).transport
-            raw.set_protocol(tunnel)
-            tunnel.connection_made(raw)
-            tunnel.data_received(buffered)
-
-    return SniffingH11Protocol

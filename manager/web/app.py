@@ -28,7 +28,7 @@ from manager.web import (
 from manager.web.auth import AuthMiddleware
 from manager.web.errors import HANDLERS
 from manager.web.peer import PeerMiddleware
-from manager.web.rate_limit import RateLimitMiddleware
+from manager.web.rate_limit import RateLimiter, RateLimitMiddleware
 from manager.web.request_id import RequestIdMiddleware
 
 log = logging.getLogger("manager.web")
@@ -86,6 +86,7 @@ def create_app(svc: Services, *, own_services: bool = False) -> Starlette:
                 await _stop_step("services", svc.aclose())
 
     panel = PanelSessions(svc.secret, svc.sessions)
+    limiter = RateLimiter(svc.quotas)
     app = Starlette(
         routes=[
             Route("/", root, methods=["GET"]),
@@ -103,11 +104,12 @@ def create_app(svc: Services, *, own_services: bool = False) -> Starlette:
             Middleware(RequestIdMiddleware),
             Middleware(PeerMiddleware, secret=svc.peer_secret),
             Middleware(AuthMiddleware, tokens=svc.tokens, panel=panel),
-            Middleware(RateLimitMiddleware, quotas=svc.quotas),
+            Middleware(RateLimitMiddleware, limiter=limiter),
         ],
         exception_handlers=HANDLERS,
         lifespan=lifespan,
     )
     app.state.services = svc
+    app.state.rate_limiter = limiter  # the fast lane counts against the same buckets
     svc.gate.app = app
     return app

@@ -56,7 +56,7 @@ class AuthMiddleware:
             await self.app(scope, receive, send)
             return
         principal = None
-        token = _bearer(scope)
+        token = bearer_token(scope.get("headers", []))
         if token or self.panel is not None:
             try:
                 if token:
@@ -102,8 +102,9 @@ def _header(scope: Scope, wanted: bytes) -> str | None:
     return None
 
 
-def _bearer(scope: Scope) -> str | None:
-    for name, value in scope.get("headers", []):
+def bearer_token(headers: list[tuple[bytes, bytes]]) -> str | None:
+    """The token of an `Authorization: Bearer` header (the first Authorization only)."""
+    for name, value in headers:
         if name == b"authorization":
             text = value.decode("latin-1").strip()
             if text[:7].lower() == "bearer ":

@@ -14,10 +14,12 @@ import re
 import time
 from collections.abc import Callable
 
+from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from manager.principal import Principal
 from manager.services import plans
-from manager.services.quotas import Quotas
+from manager.services.quotas import PlanSnapshot, Quotas
 from manager.web.errors import error_response
 
 PROXIED = re.compile(r"^/api/v1/space/[^/]+/api/v1/sth/[^/]+/api/v1(/|$)")
@@ -51,33 +53,29 @@ class TokenBuckets:
         self._buckets[key] = (level, now)
 
 
-class RateLimitMiddleware:
-    def __init__(self, app: ASGIApp, quotas: Quotas, buckets: TokenBuckets | None = None):
-        self.app = app
+class RateLimiter:
+    """The decision, shared by the middleware and the fast lane (manager/web/fast_lane.py),
+    which must count against the same buckets."""
+
+    def __init__(self, quotas: Quotas, buckets: TokenBuckets | None = None):
         self.quotas = quotas
         self.buckets = buckets or TokenBuckets()
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        state = scope.get("state", {}) if scope["type"] == "http" else {}
-        who = state.get("principal")
-        token_id = getattr(who, "token_id", None)
-        # A request another replica forwarded was counted there (manager.web.peer).
-        forwarded = "peer_epoch" in state
-        if who is None or not token_id or forwarded or not PROXIED.match(scope.get("path", "")):
-            await self.app(scope, receive, send)
-            return
-        plan = (await self.quotas.current()).plan_of_org(who.org_id)
+    def refusal(self, who: Principal, snapshot: PlanSnapshot) -> Response | None:
+        """The 429 for a proxied call by `who` over its plan's rate, or None to let it go."""
+        token_id = who.token_id
+        if not token_id:
+            return None
+        plan = snapshot.plan_of_org(who.org_id)
         rate = plan.get(plans.RATE)
         if rate is None:
-            await self.app(scope, receive, send)
-            return
+            return None
         burst = plan.get(plans.BURST) or rate
         wait = self.buckets.take(token_id, rate, burst)
         if not wait:
-            await self.app(scope, receive, send)
-            return
+            return None
         self.quotas.refused(plans.RATE)
-        refusal = error_response(
+        return error_response(
             429,
             f"This token is over its rate: {rate} requests/s with a burst of {burst}, "
             f"the limit of plan '{plan.name}'",
@@ -87,4 +85,23 @@ class RateLimitMiddleware:
             max=rate,
             burst=burst,
         )
-        await refusal(scope, receive, send)
+
+
+class RateLimitMiddleware:
+    def __init__(self, app: ASGIApp, limiter: RateLimiter):
+        self.app = app
+        self.limiter = limiter
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        state = scope.get("state", {}) if scope["type"] == "http" else {}
+        who = state.get("principal")
+        # A request another replica forwarded was counted there (manager.web.peer).
+        forwarded = "peer_epoch" in state
+        if who is None or forwarded or not PROXIED.match(scope.get("path", "")):
+            await self.app(scope, receive, send)
+            return
+        refusal = self.limiter.refusal(who, await self.limiter.quotas.current())
+        if refusal is None:
+            await self.app(scope, receive, send)
+        else:
+            await refusal(scope, receive, send)

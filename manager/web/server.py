@@ -20,14 +20,16 @@ from collections.abc import Callable
 from types import FrameType
 
 import uvicorn
-from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from manager.config import Settings
 from manager.services.context import Services
 from manager.services.drain import Drain
-from manager.tunnel.connect import TunnelProtocol, make_http_protocol
+from manager.tunnel.connect import TunnelProtocol
 from manager.web.app import create_app
+from manager.web.fast_lane import LaneRoutes
+from manager.web.http_protocol import ApiProtocol, make_http_protocol
 from manager.web.metrics_port import start_metrics_server
+from manager.web.proxy import HubProxy
 from manager.web.workers import WORKER_ENV
 
 log = logging.getLogger("manager")
@@ -40,6 +42,16 @@ def build_config(svc: Services, *, own_services: bool = True) -> uvicorn.Config:
     """API, WebSocket and CONNECT tunnels on one listener (TLS options apply to all)."""
     settings = svc.settings
     app = create_app(svc, own_services=own_services)
+    lane = None
+    if settings.fast_lane:
+        lane = LaneRoutes(
+            app=app,
+            proxy=HubProxy(),
+            tokens=svc.tokens,
+            quotas=svc.quotas,
+            limiter=app.state.rate_limiter,
+            metrics=svc.metrics.proxy,
+        )
     return uvicorn.Config(
         app,
         host=settings.host,
@@ -49,7 +61,7 @@ def build_config(svc: Services, *, own_services: bool = True) -> uvicorn.Config:
         proxy_headers=False,
         server_header=False,
         timeout_keep_alive=30,
-        http=make_http_protocol(svc.gate),
+        http=make_http_protocol(svc.gate, lane),
         lifespan="on",
         ws="websockets-sansio",
         ws_max_size=4 * 1024 * 1024,
@@ -147,7 +159,7 @@ class DrainingServer(uvicorn.Server):
         is left alone: it is served (a health probe, say)."""
         while True:
             for conn in list(self.server_state.connections):
-                if isinstance(conn, H11Protocol) and conn.cycle is not None:
+                if isinstance(conn, ApiProtocol) and conn.served:
                     conn.shutdown()
             await asyncio.sleep(IDLE_SWEEP_S)
 

@@ -176,13 +176,23 @@ def test_the_app_answers_as_documented(case: schemathesis.Case, app: Starlette, 
     if case.path_parameters and "space" in case.path_parameters:
         case.path_parameters["space"] = world.space_id
     skip = SKIP
-    if case.operation.definition.raw["operationId"] in UNSAYABLE:
+    if case.operation.definition.raw["operationId"] in UNSAYABLE or _not_really_valid(case):
         skip = [*SKIP, positive_data_acceptance]
     if _only_authorization_was_invalid(case):
         # The caller's token replaces the generated header, so the request is a valid one.
         skip = [*skip, negative_data_rejection]
     response = case.call_and_validate(headers=bearer(world.admin), excluded_checks=skip)
     assert response.status_code != 500, response.text
+
+
+def _not_really_valid(case: schemathesis.Case) -> bool:
+    """A path value its own pattern refuses, in a case generated as valid: schemathesis
+    4.32 produced a backslash for the Hub path pattern, which refuses it (a 400 is right)."""
+    for param in case.operation.path_parameters:
+        value = (case.path_parameters or {}).get(param.name)
+        if param.name != "space" and isinstance(value, str) and not param.is_valid(unquote(value)):
+            return True
+    return False
 
 
 def _only_authorization_was_invalid(case: schemathesis.Case) -> bool:
