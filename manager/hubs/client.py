@@ -1,4 +1,5 @@
-"""The one way to speak HTTP to a Hub: HTTP/1.1 (h11) over the channels of its tunnel.
+"""The one way to speak HTTP to a Hub: HTTP/1.1 (manager.hubs.http1) over the channels of
+its tunnel.
 
 Every caller (the proxy, Sequence placement, the Space log, topic routes) goes through a
 `HubClient`, which owns what they used to repeat: the Host header, body framing, the channel
@@ -6,11 +7,11 @@ open timeout, the per-Hub in-flight limit, keep-alive reuse of channels, and tur
 and protocol failures into the `HubError` family (translated to a status once, at the web
 boundary).
 
-Why h11 directly and not httpcore's pool over a channel "network backend" (what this
-replaced): under `wrk`, httpcore's pool machinery (anyio locks and cancel shields, a scan of
-every connection per request, per-request async generators) cost more CPU than the HTTP work
-itself. Here a request takes an idle channel off a short stack or opens one; nothing else
-is shared, so nothing needs a lock.
+Why not httpcore's pool over a channel "network backend" (what this replaced): under `wrk`,
+its pool machinery (anyio locks and cancel shields, a scan of every connection per request,
+per-request async generators) cost more CPU than the HTTP work itself. Here a request takes
+an idle channel off a short stack or opens one; nothing else is shared, so nothing needs a
+lock. (Why not h11 either: manager/hubs/http1.py says.)
 """
 
 from __future__ import annotations
@@ -19,10 +20,9 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
-from typing import Protocol, cast
+from typing import Protocol
 
-import h11
-
+from manager.hubs import http1
 from manager.hubs.errors import (
     HubBusy,
     HubError,
@@ -78,16 +78,15 @@ class StreamSource(Protocol):
 class _Conn:
     """One channel and the HTTP/1.1 state on it."""
 
-    __slots__ = ("body_error", "channel", "http", "idle_since", "raw_body", "reused", "sender")
+    __slots__ = ("body_error", "channel", "http", "idle_since", "reused", "sender")
 
     def __init__(self, channel: ByteStream) -> None:
         self.channel = channel
-        self.http = h11.Connection(h11.CLIENT)
+        self.http = http1.ClientConnection()
         self.idle_since = 0.0
         self.sender: asyncio.Task[None] | None = None
         self.body_error: BaseException | None = None  # the request body's source failed
         self.reused = False  # taken from the idle stack, not opened for this request
-        self.raw_body = False  # the last response's body was read past h11 (`HubResponse`)
 
     def stale(self, now: float) -> bool:
         ch = self.channel
@@ -99,84 +98,44 @@ class _Conn:
         if data:
             await self.channel.write(data)
 
-    async def next_event(self, hub_id: str) -> h11.Event | type[h11.PAUSED]:
+    async def next_event(self, hub_id: str) -> http1.Event:
         http = self.http
         while True:
             try:
                 event = http.next_event()
-            except h11.RemoteProtocolError as exc:
+            except http1.ProtocolError as exc:
                 raise HubProtocolError(f"Invalid response from Hub {hub_id}: {exc}") from None
-            if event is not h11.NEED_DATA:
-                return cast("h11.Event | type[h11.PAUSED]", event)
+            if event is not http1.NEED_DATA:
+                return event
             try:
                 data = await self.channel.read(READ_SIZE)
             except TunnelError as exc:
                 if self.body_error is not None:
                     raise self.body_error from None
                 raise HubGone(f"Hub {hub_id} went away: {exc}") from None
-            http.receive_data(data)  # b"" is the Hub's end of the channel
+            http.receive(data)  # b"" is the Hub's end of the channel
 
 
 class HubResponse:
     """A Hub's answer: status and headers at once, the body as it arrives."""
 
-    def __init__(
-        self, conn: _Conn, hub_id: str, status: int, headers: Headers, method: bytes = b"GET"
-    ) -> None:
+    def __init__(self, conn: _Conn, hub_id: str, head: http1.Response) -> None:
         self._conn = conn
         self._hub_id = hub_id
-        self.status = status
-        self.headers = headers
+        self.status = head.status
+        self.headers = head.headers
         self.complete = False
-        # A body framed by Content-Length is read past h11: it would copy every byte three
-        # times (into its buffer, out of it, into the event) for a count we can keep
-        # ourselves. h11 still parses the head and everything chunked; `_checkin` gives the
-        # channel a fresh h11 state afterwards, since h11's own stopped mid-body.
-        self._remaining = _length(method, status, headers)
-        if self._remaining is not None:
-            conn.raw_body = True
 
     async def chunks(self) -> AsyncIterator[bytes]:
         """The body, chunk by chunk as the Hub sends it; HubError if it is cut short."""
-        if self._remaining is not None:
-            async for chunk in self._counted():
-                yield chunk
-            return
         while not self.complete:
             event = await self._conn.next_event(self._hub_id)
-            if type(event) is h11.Data:
-                yield bytes(event.data)
-            elif type(event) is h11.EndOfMessage:
+            if type(event) is bytes:
+                yield event
+            elif event is http1.END:
                 self.complete = True
-            elif type(event) is h11.ConnectionClosed:
+            elif event is http1.CLOSED:
                 raise HubGone(f"Hub {self._hub_id} closed the response early")
-
-    async def _counted(self) -> AsyncIterator[bytes]:
-        conn, remaining = self._conn, self._remaining
-        assert remaining is not None
-        buffered = conn.http.trailing_data[0]  # what came with the head
-        if len(buffered) > remaining:
-            raise HubProtocolError(f"Hub {self._hub_id} sent more than its Content-Length")
-        while True:
-            if buffered:
-                remaining -= len(buffered)
-                self._remaining = remaining
-                if remaining == 0:
-                    self.complete = True
-                yield buffered
-            if remaining == 0:
-                self.complete = True
-                return
-            try:
-                buffered = await conn.channel.read(min(READ_SIZE, remaining))
-            except TunnelError as exc:
-                if conn.body_error is not None:
-                    raise conn.body_error from None
-                raise HubGone(f"Hub {self._hub_id} went away: {exc}") from None
-            if not buffered:
-                raise HubGone(f"Hub {self._hub_id} closed the response early")
-            if len(buffered) > remaining:
-                raise HubProtocolError(f"Hub {self._hub_id} sent more than its Content-Length")
 
     async def read(self, limit: int = 16 * 1024 * 1024) -> bytes:
         """The whole body, for answers the manager itself reads (bounded by `limit`)."""
@@ -186,21 +145,6 @@ class HubResponse:
             if len(out) > limit:
                 raise HubProtocolError(f"Hub {self._hub_id} answered more than {limit} bytes")
         return bytes(out)
-
-
-def _length(method: bytes, status: int, headers: Headers) -> int | None:
-    """The body's length when Content-Length alone frames it (RFC 9112 §6.3), else None."""
-    if method == b"HEAD" or status in (204, 304) or status < 200:
-        return None
-    length: int | None = None
-    for name, value in headers:
-        if name == b"transfer-encoding":
-            return None
-        if name == b"content-length":
-            if length is not None or not value.isdigit():
-                return None  # h11 has already refused anything it would not accept
-            length = int(value)
-    return length
 
 
 class WholeAnswers:
@@ -341,13 +285,7 @@ class HubClient(WholeAnswers):
                 sender.cancel()
             with contextlib.suppress(BaseException):
                 await sender
-        reusable = (
-            response is not None
-            and response.complete
-            and http.our_state is h11.DONE
-            and (conn.raw_body or http.their_state is h11.DONE)
-            and not self._closed
-        )
+        reusable = response is not None and response.complete and http.reusable and not self._closed
         if not reusable:
             conn.channel.abort()
             return
@@ -357,11 +295,7 @@ class HubClient(WholeAnswers):
         if len(self._idle) >= MAX_IDLE:
             conn.channel.abort()
             return
-        if conn.raw_body:
-            conn.http = h11.Connection(h11.CLIENT)
-            conn.raw_body = False
-        else:
-            http.start_next_cycle()
+        conn.http = http1.ClientConnection()
         conn.idle_since = now
         self._idle.append(conn)
 
@@ -387,29 +321,25 @@ class HubClient(WholeAnswers):
         elif body is not None and not framed:
             head.append((b"transfer-encoding", b"chunked"))
         try:
-            data = http.send(h11.Request(method=method, target=target, headers=head))
-            assert data is not None
+            data = http.request(method, target, head)
             if expect_continue:
                 await conn.write(data)
                 event = await conn.next_event(self.hub_id)
-                if type(event) is h11.Response:
-                    return self._response(conn, event, method)
-                if type(event) is not h11.InformationalResponse:
+                if type(event) is http1.Response and not event.informational:
+                    return HubResponse(conn, self.hub_id, event)
+                if type(event) is not http1.Response:
                     raise HubGone(f"Hub {self.hub_id} closed the channel without answering")
                 data = b""
             if isinstance(body, bytes):
-                if body:
-                    data += http.send(h11.Data(data=body)) or b""
-                data += http.send(h11.EndOfMessage()) or b""
-                await conn.write(data)
+                await conn.write(data + http.data(body) + http.end())
             elif body is None:
-                await conn.write(data + (http.send(h11.EndOfMessage()) or b""))
+                await conn.write(data + http.end())
             else:
                 await conn.write(data)
                 # The body goes out while the answer comes in: a Hub may answer (or echo)
                 # before the body ends, and must not deadlock waiting for us to read.
                 conn.sender = asyncio.ensure_future(self._send_body(conn, body))
-        except h11.LocalProtocolError as exc:
+        except http1.LocalError as exc:
             raise HubProtocolError(f"Request not sendable to Hub {self.hub_id}: {exc}") from None
         except TunnelError:
             # The Hub may have answered (say, an error) and closed before taking the whole
@@ -417,27 +347,25 @@ class HubClient(WholeAnswers):
             pass
         while True:
             event = await conn.next_event(self.hub_id)
-            if type(event) is h11.Response:
-                return self._response(conn, event, method)
-            if type(event) is h11.InformationalResponse:
-                continue
+            if type(event) is http1.Response:
+                if event.informational:
+                    continue
+                return HubResponse(conn, self.hub_id, event)
             raise HubGone(f"Hub {self.hub_id} closed the channel without answering")
-
-    def _response(self, conn: _Conn, event: h11.Response, method: bytes) -> HubResponse:
-        return HubResponse(conn, self.hub_id, event.status_code, list(event.headers), method)
 
     async def _send_body(self, conn: _Conn, body: AsyncIterable[bytes]) -> None:
         http = conn.http
         try:
             async for chunk in body:
                 if chunk:
-                    await conn.write(http.send(h11.Data(data=chunk)) or b"")
-            await conn.write(http.send(h11.EndOfMessage()) or b"")
+                    await conn.write(http.data(chunk))
+            await conn.write(http.end())
         except TunnelError:
             pass  # the reading side hears of it too, and says what the Hub answered if anything
         except Exception as exc:
-            # The body's source failed (say, the client uploading it left): end the exchange,
-            # and let the caller see that error rather than the reset it causes.
+            # The body's source failed (say, the client uploading it left), or it did not
+            # match its Content-Length: end the exchange, and let the caller see that error
+            # rather than the reset it causes.
             conn.body_error = exc
             conn.channel.abort()
 

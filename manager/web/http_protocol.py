@@ -79,10 +79,13 @@ class ApiProtocol(H11Protocol):
                 return
         lane = self.lane
         if lane is not None and (lane.busy or self._between_requests()):
-            self._unset_keepalive_if_required()
             rest = lane.offer(data)
             if rest is None:
-                self._first_head_seen(force=lane.busy)
+                if lane.busy:
+                    # A request is in hand. (Part of a head leaves the timers running: a
+                    # client that never finishes one is still dropped.)
+                    self._unset_keepalive_if_required()
+                    self._first_head_seen(force=True)
                 return
             data = rest
         super().data_received(data)

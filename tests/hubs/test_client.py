@@ -208,7 +208,7 @@ async def test_a_body_framed_by_content_length_arrives_whole_and_the_channel_is_
     ("path", "why"),
     [
         (b"/garbage", "Invalid response from Hub h1"),
-        (b"/overlong", "Hub h1 sent more than its Content-Length"),
+        (b"/overlong", "Hub h1: more than its Content-Length"),
     ],
 )
 async def test_an_invalid_answer_is_a_protocol_error(path: bytes, why: str):

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-import manager.tunnel.connect as connect_module
+import manager.web.http_protocol as http_protocol
 from tests.running import RunningManager
 
 
@@ -22,7 +22,7 @@ from tests.running import RunningManager
     ],
 )
 async def test_incomplete_heads_are_dropped(manager: RunningManager, monkeypatch, partial: bytes):
-    monkeypatch.setattr(connect_module, "HEAD_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(http_protocol, "HEAD_TIMEOUT_S", 0.5)
     reader, writer = await asyncio.open_connection("127.0.0.1", manager.svc.settings.port)
     writer.write(partial)
     await writer.drain()
