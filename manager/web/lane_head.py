@@ -35,8 +35,12 @@ class RequestHead:
 
 
 def may_be_lane_request(start: bytes) -> bool:
-    """Whether the first bytes of a request could still turn out to be a lane request."""
-    return any(s.startswith(start[: len(s)]) for s in STARTS)
+    """Whether the first bytes of a request could still turn out to be a lane request.
+    Lines ending in a bare LF rule it out: h11 accepts them (RFC 9112 §2.2), but the lane
+    waits for CRLF CRLF and would hold such a head back for ever."""
+    if not any(s.startswith(start[: len(s)]) for s in STARTS):
+        return False
+    return start.count(b"\n") == start.count(b"\r\n")
 
 
 def head_end(buffer: bytes) -> int:

@@ -414,11 +414,6 @@ async def test_a_revoked_token_leaves_the_lane_within_the_cache_time(
         await raw.aclose()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the lane holds back a lane-shaped head until it sees CRLF CRLF; a head whose "
-    "lines end in a bare LF (which h11 accepts, RFC 9112 2.2) is never answered",
-)
 async def test_a_lane_shaped_head_with_bare_lf_line_ends_is_still_answered(
     manager: RunningManager, hub: HubPeer
 ):
