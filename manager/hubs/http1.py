@@ -21,6 +21,7 @@ Headers = list[tuple[bytes, bytes]]
 
 MAX_HEAD = 64 * 1024  # a response head (or trailer section) larger than this is refused
 MAX_CHUNK_LINE = 1024
+MAX_LENGTH_DIGITS = 20  # as h11: longer is no real length (and int() refuses > 4,300 digits)
 
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _VALUE = re.compile(rb"[\t\x20-\x7e\x80-\xff]*")
@@ -89,7 +90,7 @@ class ClientConnection:
             parts += (name, b": ", value, b"\r\n")
             lower = name.lower()
             if lower == b"content-length":
-                if not value.isdigit():
+                if not value.isdigit() or len(value) > MAX_LENGTH_DIGITS:
                     raise LocalError(f"bad Content-Length {value[:40]!r}")
                 self._to_send = int(value)
             elif lower == b"transfer-encoding":
@@ -107,6 +108,8 @@ class ClientConnection:
         return head
 
     def data(self, chunk: bytes) -> bytes:
+        if not chunk and not self._to_send:
+            return b""  # an empty piece is nothing to send, even with no body owed
         if self.request_done:
             raise LocalError("the request body is already complete")
         if self._to_send is None:
@@ -175,6 +178,8 @@ class ClientConnection:
                     raise ProtocolError("connection ended inside the response head")
                 return CLOSED
             return NEED_DATA
+        if end > MAX_HEAD:
+            raise ProtocolError(f"response head larger than {MAX_HEAD} bytes")
         head, self._buffer = self._buffer[:end], self._buffer[end + 4 :]
         lines = head.split(b"\r\n")
         status_line = _STATUS.fullmatch(lines[0])
@@ -196,7 +201,8 @@ class ClientConnection:
             if name == b"content-length":
                 for item in value.split(b","):
                     item = item.strip()
-                    if not item.isdigit() or (length is not None and item != length):
+                    bad = not item.isdigit() or len(item) > MAX_LENGTH_DIGITS
+                    if bad or (length is not None and item != length):
                         raise ProtocolError(f"bad Content-Length {value[:40]!r}")
                     length = item
             elif name == b"transfer-encoding":
@@ -265,7 +271,7 @@ class ClientConnection:
             if state == _CHUNK_LINE:
                 end = buffer.find(b"\r\n", 0, MAX_CHUNK_LINE + 2)
                 if end < 0:
-                    if len(buffer) > MAX_CHUNK_LINE:
+                    if len(buffer) > MAX_CHUNK_LINE + 1:  # + its CR, waiting for the LF
                         raise ProtocolError("chunk size line too long")
                     return CLOSED if self._eof else NEED_DATA
                 size = _CHUNK_SIZE.fullmatch(buffer, 0, end)
@@ -284,6 +290,8 @@ class ClientConnection:
                 if len(buffer) > MAX_HEAD:
                     raise ProtocolError(f"trailers larger than {MAX_HEAD} bytes")
                 return CLOSED if self._eof else NEED_DATA
+            if end > MAX_HEAD:
+                raise ProtocolError(f"trailers larger than {MAX_HEAD} bytes")
             _header_lines(buffer[:end].split(b"\r\n"))
             self._buffer = buffer[end + 4 :]
             return self._done()

@@ -1,8 +1,7 @@
 """The HTTP/1.1 client codec (manager/hubs/http1.py), sans I/O: exact request bytes out,
 exact response events in, for every way the bytes may be cut on the way; and everything an
 untrusted Hub may send that the codec must refuse.
-
-Tests marked xfail(strict=True) pin bugs found in the codec (each reason says which)."""
+"""
 
 from __future__ import annotations
 
@@ -179,13 +178,6 @@ def test_content_length_zero_is_done_at_once():
     assert conn.end() == b""
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=LocalError,
-    reason="data(b'') after a Content-Length: 0 head raises LocalError (request_done is set "
-    "by request(), and data() checks it before looking at the chunk); HubClient._exchange "
-    "sends a bytes body as data(body), so request(..., body=b'') fails as not sendable",
-)
 def test_an_empty_body_may_be_sent_under_content_length_zero():
     conn = ClientConnection()
     conn.request(b"POST", b"/", [(b"content-length", b"0")])
@@ -251,12 +243,6 @@ def test_a_non_digit_request_content_length_is_a_local_error(value: bytes):
         conn.request(b"POST", b"/", [(b"content-length", value)])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="a Content-Length of more than 4300 digits passes isdigit() and then int() "
-    "raises ValueError (Python's integer string conversion limit), not LocalError",
-)
 def test_a_request_content_length_too_long_to_convert_is_a_local_error():
     conn = ClientConnection()
     with pytest.raises(LocalError):
@@ -676,13 +662,6 @@ def test_bad_framing_headers_are_refused(headers: bytes):
     assert refused(b"HTTP/1.1 200 OK\r\n" + headers + b"\r\n\r\nhello") == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="a Content-Length of more than 4300 digits passes isdigit() and then int() "
-    "raises ValueError (Python's integer string conversion limit): an untrusted Hub makes "
-    "next_event raise something _Conn.next_event does not turn into HubProtocolError",
-)
 def test_a_content_length_too_long_to_convert_is_refused():
     refused(b"HTTP/1.1 200 OK\r\ncontent-length: " + b"1" * 5000 + b"\r\n\r\n")
 
@@ -708,11 +687,6 @@ def test_a_head_larger_than_max_head_arriving_in_pieces_is_refused():
             conn.receive(b"x-h: " + b"a" * 4089 + b"\r\n")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="MAX_HEAD is only checked while CRLFCRLF has not arrived: a head of any size that "
-    "comes in one receive (a read is up to 256 KiB) with its end is accepted",
-)
 def test_a_head_larger_than_max_head_is_refused_when_it_arrives_whole():
     refused(b"HTTP/1.1 200 OK\r\nx-big: " + b"a" * 2 * MAX_HEAD + b"\r\ncontent-length: 0\r\n\r\n")
 
@@ -721,11 +695,6 @@ def test_trailers_larger_than_max_head_without_their_end_are_refused():
     refused(CHUNKED_HEAD + b"0\r\nx-big: " + b"a" * MAX_HEAD)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="as for the head, MAX_HEAD is not checked on a trailer section that arrives "
-    "whole with its blank line",
-)
 def test_trailers_larger_than_max_head_are_refused_when_they_arrive_whole():
     refused(CHUNKED_HEAD + b"0\r\nx-big: " + b"a" * 2 * MAX_HEAD + b"\r\n\r\n")
 
@@ -748,13 +717,6 @@ def test_a_chunk_size_line_of_max_chunk_line_bytes_is_accepted():
     assert conn.reusable
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ProtocolError,
-    reason="off by one: a chunk size line of exactly MAX_CHUNK_LINE bytes whose CR has "
-    "arrived but not its LF is refused (len(buffer) > MAX_CHUNK_LINE), though the same "
-    "line arriving whole is accepted",
-)
 def test_a_chunk_size_line_of_max_chunk_line_bytes_may_be_cut_before_its_lf():
     line = b"5;" + b"e" * (MAX_CHUNK_LINE - 2)
     conn, events = run([CHUNKED_HEAD + line + b"\r", b"\nhello\r\n0\r\n\r\n"])
