@@ -6,6 +6,7 @@ transaction; nothing here applies business rules (limits, permissions) or commit
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from typing import Any, cast
 
@@ -360,10 +361,37 @@ async def add_audit(s: AsyncSession, event: AuditEvent) -> None:
     s.add(event)
 
 
+_AUDIT_COLUMNS = (
+    "org_id",
+    "space_id",
+    "hub_id",
+    "op_code",
+    "op_state",
+    "object_id",
+    "requestor_id",
+    "received_ms",
+)
+
+
 async def add_audit_rows(s: AsyncSession, rows: list[dict[str, Any]]) -> None:
-    # A Core insert of the table: the ORM's bulk path costs more per row than the proxied
-    # request that the row records (py-spy under wrk).
-    await s.execute(insert(AuditEvent.metadata.tables[AuditEvent.__tablename__]), rows)
+    """One executemany of plain tuples in the driver's own parameter style. Every proxied
+    request writes a row: through the ORM's bulk path a row cost more than the request
+    it records, and through a Core insert SQLAlchemy still built and processed a parameter
+    set per row on the event loop (~3 % of the manager's samples under wrk, c=16)."""
+    conn = await s.connection()
+    style = conn.dialect.paramstyle
+    if style not in ("qmark", "numeric_dollar"):  # a driver other than aiosqlite or asyncpg
+        await s.execute(insert(AuditEvent.metadata.tables[AuditEvent.__tablename__]), rows)
+        return
+    count = len(_AUDIT_COLUMNS) + 1
+    marks = ", ".join("?" if style == "qmark" else f"${i}" for i in range(1, count + 1))
+    sql = f"INSERT INTO audit_events ({', '.join(_AUDIT_COLUMNS)}, detail) VALUES ({marks})"
+    dumps = json.JSONEncoder(separators=(",", ":")).encode
+    values = [
+        (*(row[c] for c in _AUDIT_COLUMNS), None if row["detail"] is None else dumps(row["detail"]))
+        for row in rows
+    ]
+    await conn.exec_driver_sql(sql, values)
 
 
 async def audit_events(
