@@ -22,6 +22,7 @@ HUB_COUNTS = os.environ.get("BENCH_HUBS", "1000 5000 10000").split()
 # (title, arguments of `python`, seconds before the part is stopped)
 PARTS: list[tuple[str, list[str], float]] = [
     ("Proxied GET vs the framework's ceiling (wrk, real STH)", ["-m", "bench.wrk_ceiling"], 300),
+    ("Memory over 1,000,000 proxied requests", ["-m", "bench.proxy_memory"], 900),
     ("Proxy vs direct (small GETs, 1 GiB each way)", ["-m", "bench.proxy_throughput"], 300),
     ("WebSocket vs CONNECT tunnels", ["-m", "bench.ws_vs_connect"], 300),
     ("Isolation: a stalled stream beside a fast one", ["-m", "bench.isolation"], 180),

@@ -62,6 +62,7 @@ DOCUMENTED = (
     "manager_proxied_requests_total",
     "manager_proxied_request_duration_seconds",
     "manager_proxied_bytes_total",
+    "manager_fast_lane_requests_total",
     "manager_scrypt_runs_total",
     "manager_proof_cache_hits_total",
     "manager_proof_store_hits_total",
