@@ -13,14 +13,13 @@ from __future__ import annotations
 import argparse
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 from bench.harness import Manager, free_port, stop_peers
-from bench.wrk_ceiling import wait_ok, wrk
-from tests.interop.sth import _install, hub_argv
+from bench.wrk_ceiling import wait_ok, wrk, wrk_and_sth
+from tests.interop.sth import hub_argv
 
 FIRST = 10_000
 GOAL_GROWTH = 0.05
@@ -38,11 +37,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=1_000_000)
     args = parser.parse_args()
-    if shutil.which("wrk") is None:
-        sys.exit("wrk is not installed (Debian package wrk)")
-    dist = _install()
-    if isinstance(dist, str):
-        sys.exit(f"no STH 1.0.1: {dist}")
+    dist = wrk_and_sth()
     scratch = Path(tempfile.mkdtemp(prefix="bench-memory-"))
     manager = Manager()
     hub: subprocess.Popen[bytes] | None = None

@@ -86,16 +86,21 @@ def wait_ok(url: str, token: str = "", timeout: float = 60) -> None:
         time.sleep(0.2)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--seconds", type=int, default=int(os.environ.get("BENCH_WRK_S", "10")))
-    args = parser.parse_args()
+def wrk_and_sth() -> Path:
+    """The STH 1.0.1 release folder; exits with the reason when it or `wrk` is missing."""
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed (Debian package wrk)")
     dist = _install()
     if isinstance(dist, str):
         sys.exit(f"no STH 1.0.1: {dist}")
+    return dist
 
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=int, default=int(os.environ.get("BENCH_WRK_S", "10")))
+    args = parser.parse_args()
+    dist = wrk_and_sth()
     scratch = Path(tempfile.mkdtemp(prefix="bench-wrk-"))
     manager = Manager()
     procs: list[subprocess.Popen[bytes]] = []
