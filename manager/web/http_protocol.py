@@ -30,6 +30,7 @@ class ApiProtocol(H11Protocol):
     _decided = False
     _sniffed = b""
     _head_timer: asyncio.TimerHandle | None = None
+    _lane_done_at = float("-inf")
     lane: ProxyLane | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -82,9 +83,10 @@ class ApiProtocol(H11Protocol):
             rest = lane.offer(data)
             if rest is None:
                 if lane.busy:
-                    # A request is in hand. (Part of a head leaves the timers running: a
-                    # client that never finishes one is still dropped.)
-                    self._unset_keepalive_if_required()
+                    # A request is in hand: the keep-alive timer stays armed and, when it
+                    # fires, looks at when the lane was last done (timeout_keep_alive_handler).
+                    # Part of a head changes nothing: a client that never finishes one is
+                    # dropped as before.
                     self._first_head_seen(force=True)
                 return
             data = rest
@@ -109,11 +111,30 @@ class ApiProtocol(H11Protocol):
             return
         if self.transport.is_closing():
             return
-        self.timeout_keep_alive_task = self.loop.call_later(
-            self.timeout_keep_alive, self.timeout_keep_alive_handler
-        )
+        # One keep-alive timer per connection, not one armed and cancelled per request
+        # (uvicorn's way): a cancelled timer stays in the loop's heap until its time.
+        self._lane_done_at = self.loop.time()
+        if self.timeout_keep_alive_task is None:
+            self.timeout_keep_alive_task = self.loop.call_later(
+                self.timeout_keep_alive, self.timeout_keep_alive_handler
+            )
         if pending:
             self.data_received(pending)
+
+    def timeout_keep_alive_handler(self) -> None:
+        """uvicorn's keep-alive timeout, counted from the later of its last answer (when it
+        armed this) and the lane's; never while the lane is answering."""
+        self.timeout_keep_alive_task = None
+        lane = self.lane
+        if lane is not None:
+            idle = self.loop.time() - self._lane_done_at
+            if lane.busy or idle < self.timeout_keep_alive:
+                wait = self.timeout_keep_alive - (0.0 if lane.busy else idle)
+                self.timeout_keep_alive_task = self.loop.call_later(
+                    wait, self.timeout_keep_alive_handler
+                )
+                return
+        super().timeout_keep_alive_handler()
 
     def _head_timed_out(self) -> None:
         self._head_timer = None

@@ -18,7 +18,6 @@ from functools import partial
 from typing import Any
 from urllib.parse import quote, unquote
 
-from starlette.requests import Request
 from starlette.types import Message, Receive, Scope, Send
 
 from manager import logs
@@ -35,7 +34,6 @@ from manager.services import placement
 from manager.services.context import Services
 from manager.services.errors import Invalid, NotFound, Unavailable
 from manager.services.spaces import space_for
-from manager.web.common import services
 from manager.web.errors import error_response
 
 log = logging.getLogger("manager.proxy")
@@ -137,11 +135,11 @@ class HubProxy:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
-        request = Request(scope, receive)
-        svc = services(request)
-        who = request.state.principal
-        space_id = request.path_params["space"]
-        hub_id = request.path_params["hub"]
+        # Straight from the scope: a Starlette Request per proxied call cost ~1.5 % of the
+        # manager's samples under wrk, for three lookups.
+        svc: Services = scope["app"].state.services
+        who: Principal = scope["state"]["principal"]
+        space_id, hub_id = scope["path_params"]["space"], scope["path_params"]["hub"]
         target = hub_target(scope)
         live = svc.registry.get(space_id, hub_id)
         peer_epoch = scope["state"].get("peer_epoch")

@@ -589,3 +589,46 @@ class TestLaneOff:
         assert lane_count(manager) == 0
         metrics = manager.svc.metrics.render().decode()
         assert "manager_fast_lane_requests_total 0.0" in metrics
+
+
+# The keep-alive timeout with the lane
+
+KEEP_ALIVE_S = 0.6
+
+
+@pytest.fixture
+def short_keep_alive(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The `manager` fixture's server with a keep-alive timeout of KEEP_ALIVE_S (not 30 s)."""
+    import tests.running
+
+    real = tests.running.build_config
+
+    def build(*args: Any, **kwargs: Any) -> Any:
+        config = real(*args, **kwargs)
+        config.timeout_keep_alive = KEEP_ALIVE_S
+        return config
+
+    monkeypatch.setattr(tests.running, "build_config", build)
+
+
+async def test_keep_alive_counts_from_the_last_lane_answer(
+    short_keep_alive: None, manager: RunningManager, hub: HubPeer
+):
+    """The lane keeps one keep-alive timer per connection and, when it fires, looks at when
+    the last answer went out: a connection used every third of the timeout stays open well
+    past it, and one left idle is closed once the timeout has passed."""
+    token = await warm(manager)
+    raw = await Raw.open(manager)
+    try:
+        before = lane_count(manager)
+        for _ in range(9):  # 3 timeouts long
+            await raw.send(get(hub_path(manager, "version"), token))
+            assert (await raw.answer()).status == 200
+            await asyncio.sleep(KEEP_ALIVE_S / 3)
+        assert lane_count(manager) == before + 9
+        idle_from = asyncio.get_running_loop().time()
+        assert await raw.closed_by_server(timeout=KEEP_ALIVE_S * 4)
+        idle = asyncio.get_running_loop().time() - idle_from
+        assert KEEP_ALIVE_S * 0.5 <= idle <= KEEP_ALIVE_S * 3, idle
+    finally:
+        await raw.aclose()
