@@ -21,12 +21,13 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Scope
 from uvicorn.protocols.http.flow_control import FlowControl
+from uvicorn.protocols.utils import get_client_addr, get_path_with_query_string
 from uvicorn.server import ServerState
 
 from manager import logs
@@ -87,8 +88,10 @@ class ProxyLane:
         server_state: ServerState,
         scope_base: dict[str, Any],
         finished: Callable[[bool, bytes], None],
+        access_logger: logging.Logger | None = None,
     ) -> None:
         self.routes = routes
+        self.access_logger = access_logger  # uvicorn's, when it has handlers (as uvicorn asks)
         self.transport = transport
         self.flow = flow
         self.server_state = server_state
@@ -168,7 +171,7 @@ class ProxyLane:
         self.busy = True
         self.routes.metrics.fast_lane.inc()
         self._close_after = not head.keep_alive
-        exchange = _Answer(self, rid)
+        exchange = _Answer(self, rid, scope)
         task = asyncio.get_running_loop().create_task(exchange.run(endpoint, scope))
         self.server_state.tasks.add(task)
         task.add_done_callback(self.server_state.tasks.discard)
@@ -187,8 +190,9 @@ class ProxyLane:
 class _Answer:
     """One request's ASGI `receive` and `send`, written straight to the socket."""
 
-    def __init__(self, lane: ProxyLane, request_id: str) -> None:
+    def __init__(self, lane: ProxyLane, request_id: str, scope: Scope) -> None:
         self.lane = lane
+        self.scope = scope
         self.request_id = request_id.encode()
         self.started = False
         self.complete = False
@@ -238,6 +242,15 @@ class _Answer:
         if kind == "http.response.start" and not self.started:
             self.started = True
             status = message["status"]
+            if lane.access_logger is not None:  # the line uvicorn writes for each answer
+                lane.access_logger.info(
+                    '%s - "%s %s HTTP/%s" %d',
+                    get_client_addr(cast(Any, self.scope)),
+                    "GET",
+                    get_path_with_query_string(cast(Any, self.scope)),
+                    "1.1",
+                    status,
+                )
             headers = [*lane.server_state.default_headers, *message.get("headers", ())]
             headers.append((REQUEST_ID, self.request_id))
             self.body_allowed = lane_head.has_body(status)

@@ -46,6 +46,7 @@ class ApiProtocol(H11Protocol):
                 self.server_state,
                 {"server": self.server, "client": self.client, "scheme": self.scheme},
                 self._lane_finished,
+                self.access_logger if self.access_log else None,
             )
 
     def connection_lost(self, exc: Exception | None) -> None:
