@@ -29,6 +29,14 @@ _STATUS = re.compile(rb"HTTP/1\.([01]) ([1-9][0-9][0-9])(?: [\t\x20-\x7e\x80-\xf
 _CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;[\t\x20-\x7e\x80-\xff]*)?")
 
 
+LAST_CHUNK = b"0\r\n\r\n"
+
+
+def frame_chunk(data: bytes) -> bytes:
+    """One chunk of a chunked body (not empty: an empty chunk is the last one)."""
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
 class ProtocolError(Exception):
     """What the other side sent is not HTTP/1.1 this client accepts."""
 
@@ -113,7 +121,7 @@ class ClientConnection:
         if self.request_done:
             raise LocalError("the request body is already complete")
         if self._to_send is None:
-            return b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunk else b""
+            return frame_chunk(chunk) if chunk else b""
         if len(chunk) > self._to_send:
             raise LocalError("more request body than its Content-Length")
         self._to_send -= len(chunk)
@@ -125,7 +133,7 @@ class ClientConnection:
         if self._to_send:
             raise LocalError("the request body ended short of its Content-Length")
         self.request_done = True
-        return b"0\r\n\r\n" if self._to_send is None else b""
+        return LAST_CHUNK if self._to_send is None else b""
 
     # the response
 

@@ -31,6 +31,7 @@ from uvicorn.protocols.utils import get_client_addr, get_path_with_query_string
 from uvicorn.server import ServerState
 
 from manager import logs
+from manager.hubs.http1 import LAST_CHUNK, frame_chunk
 from manager.services.metrics import ProxyMetrics
 from manager.services.quotas import Quotas
 from manager.services.tokens import TokenService
@@ -263,10 +264,10 @@ class _Answer:
         elif kind == "http.response.body" and self.started and not self.complete:
             body = message.get("body", b"")
             if body and self.body_allowed:
-                lane.transport.write(lane_head.chunk(body) if self.chunked else body)
+                lane.transport.write(frame_chunk(body) if self.chunked else body)
             if not message.get("more_body", False):
                 if self.chunked:
-                    lane.transport.write(lane_head.LAST_CHUNK)
+                    lane.transport.write(LAST_CHUNK)
                 self.complete = True
         if lane.flow.write_paused:
             await lane.flow.drain()

@@ -1,5 +1,5 @@
 """The little HTTP/1.1 the fast lane speaks (RFC 9112), sans I/O: a request head in, a
-response head and body framing out.
+response head out (body chunks are framed by manager.hubs.http1).
 
 This is not a general parser and must not become one. It answers one question, "is this a
 plain proxied GET with no body?", and returns the request only when the answer is clearly
@@ -100,10 +100,3 @@ def response_head(status: int, headers: Headers) -> bytes:
 
 def has_body(status: int) -> bool:
     return status >= 200 and status not in (204, 304)
-
-
-def chunk(data: bytes) -> bytes:
-    return b"%x\r\n%s\r\n" % (len(data), data)
-
-
-LAST_CHUNK = b"0\r\n\r\n"

@@ -94,12 +94,15 @@ class RateLimitMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         state = scope.get("state", {}) if scope["type"] == "http" else {}
-        who = state.get("principal")
-        # A request another replica forwarded was counted there (manager.web.peer).
+        who: Principal | None = state.get("principal")
+        # A request another replica forwarded was counted there (manager.web.peer); a Hub's
+        # own calls carry no token and are never limited (nor wait for the plan snapshot).
         forwarded = "peer_epoch" in state
-        if who is None or forwarded or not PROXIED.match(scope.get("path", "")):
+        untokened = who is None or not who.token_id
+        if untokened or forwarded or not PROXIED.match(scope.get("path", "")):
             await self.app(scope, receive, send)
             return
+        assert who is not None
         refusal = self.limiter.refusal(who, await self.limiter.quotas.current())
         if refusal is None:
             await self.app(scope, receive, send)

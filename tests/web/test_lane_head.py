@@ -14,6 +14,7 @@ import re
 
 import pytest
 
+from manager.hubs.http1 import LAST_CHUNK, frame_chunk
 from manager.web import lane_head
 from manager.web.fast_lane import split_target
 from manager.web.proxy import _PREFIX as PROXY_PREFIX
@@ -199,10 +200,10 @@ def test_response_head_bytes_exactly():
 
 
 def test_chunk_framing():
-    assert lane_head.chunk(b"hello") == b"5\r\nhello\r\n"
-    assert lane_head.chunk(b"x" * 26) == b"1a\r\n" + b"x" * 26 + b"\r\n"
-    assert lane_head.chunk(b"\r\n") == b"2\r\n\r\n\r\n"
-    assert lane_head.LAST_CHUNK == b"0\r\n\r\n"
+    assert frame_chunk(b"hello") == b"5\r\nhello\r\n"
+    assert frame_chunk(b"x" * 26) == b"1a\r\n" + b"x" * 26 + b"\r\n"
+    assert frame_chunk(b"\r\n") == b"2\r\n\r\n\r\n"
+    assert LAST_CHUNK == b"0\r\n\r\n"
 
 
 def test_has_body_by_status():
