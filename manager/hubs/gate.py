@@ -361,22 +361,26 @@ class HubGate:
     async def _read_control(self, hub: LiveHub, control: ControlStream, s: TunnelSession) -> str:
         decoder = ControlDecoder()
         counts = self.control_messages
-        try:
-            async for chunk in control.response_body():
-                for msg in decoder.feed(chunk):
-                    code = msg.code if STH_ID <= msg.code <= TOPIC else 0  # bounded keys
-                    counts[code] = counts.get(code, 0) + 1
-                    if hub.state.apply(msg.code, msg.payload):
-                        if msg.code == LOAD:
-                            hub.load_dirty = True
-                        elif msg.code == TOPIC:
-                            hub.topic_announcements.received(msg.payload)
-                if decoder.bad_lines and decoder.last_error:
-                    log.warning("%s: skipped a control line: %s", s.name, decoder.last_error)
-                    decoder.last_error = None
-        except TunnelError as exc:
-            return s.close_reason or f"control channel failed: {exc}"
-        return s.close_reason or "control channel ended"
+
+        def received(chunk: bytes) -> None:
+            for msg in decoder.feed(chunk):
+                code = msg.code if STH_ID <= msg.code <= TOPIC else 0  # bounded keys
+                counts[code] = counts.get(code, 0) + 1
+                if hub.state.apply(msg.code, msg.payload):
+                    if msg.code == LOAD:
+                        hub.load_dirty = True
+                    elif msg.code == TOPIC:
+                        hub.topic_announcements.received(msg.payload)
+            if decoder.bad_lines and decoder.last_error:
+                # Called from the tunnel's reading, not this task: name the Hub in the line.
+                named = logs.hub_context.set((hub.space_id, hub.hub_id))
+                log.warning("%s: skipped a control line: %s", s.name, decoder.last_error)
+                logs.hub_context.reset(named)
+                decoder.last_error = None
+
+        control.listen(received)
+        reason = await control.ended()
+        return s.close_reason or reason
 
 
 async def _stop_newcomer(link: TunnelLink, code: int, reason: str) -> None:
@@ -385,8 +389,9 @@ async def _stop_newcomer(link: TunnelLink, code: int, reason: str) -> None:
     STH 1.0.1 sets its control stream up across an await (its first LOAD); a tunnel closed
     before that crashes the Hub process (TypeError in `handleCommunicationRequest`) instead
     of letting it stop. So the close waits, briefly, for the Hub's first control line."""
-    with contextlib.suppress(TunnelError, TimeoutError, StopAsyncIteration):
-        await asyncio.wait_for(anext(link.control.response_body()), NEWCOMER_READY_S)
+    link.control.listen(lambda _chunk: None)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(link.control.heard.wait(), NEWCOMER_READY_S)
     await link.send_and_close(code, reason)
 
 

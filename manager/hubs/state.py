@@ -105,9 +105,31 @@ class HubState:
 def _load(state: HubState, payload: Any) -> bool:
     if not isinstance(payload, dict):
         return False
-    state.load = {k: v for k, v in payload.items() if k != "msgCode"}
+    if state.load is None:
+        state.load = {}
+    _refresh(state.load, payload)
     state.load_at = time.monotonic()
     return True
+
+
+def _refresh(kept: dict[str, Any], payload: dict[str, Any]) -> None:
+    """`kept` made equal to `payload` without its msgCode, in place, top-level lists too.
+
+    Why not a new dict per LOAD: a Hub's figures live until its next LOAD (5 s), long enough
+    to be promoted by the young garbage collections, so 10,000 Hubs had a dict and a list a
+    second each counted towards the next full collection (and, as the old ones died, young
+    collections grew long without growing frequent). Updated in place, they are promoted
+    once; what is inside (numbers, flat entries) is not tracked by the collector at all."""
+    for gone in [k for k in kept if k not in payload or k == "msgCode"]:
+        del kept[gone]
+    for key, value in payload.items():
+        if key == "msgCode":
+            continue
+        old = kept.get(key)
+        if type(value) is list and type(old) is list:
+            old[:] = value
+        else:
+            kept[key] = value
 
 
 def _network(state: HubState, payload: Any) -> bool:

@@ -11,6 +11,7 @@ Owns no protocol logic: the Mux decides the frames.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from manager.tunnel.errors import ChannelReset, TunnelClosed
@@ -32,6 +33,8 @@ class Channel:
         self._ended = False
         self._half_closed = False  # we sent END (or ERROR_END)
         self._discard = False
+        self._sink: Callable[[bytes], None] | None = None
+        self._sink_ended = False
         self._readable = asyncio.Event()
         self._writable = asyncio.Event()
         self.opened = asyncio.Event()
@@ -50,6 +53,10 @@ class Channel:
         if self._discard:
             self.session.consumed(self.number, len(data))
             return
+        if self._sink is not None:
+            self._consumed(len(data))
+            self._sink(data)
+            return
         self._inbox += data
         self._readable.set()
 
@@ -57,6 +64,7 @@ class Channel:
         self._eof = True
         self._error = self._error or error
         self._readable.set()
+        self._sink_eof()
         if error:
             self._writable.set()  # a writer waiting for window learns of the reset
 
@@ -71,8 +79,34 @@ class Channel:
         self._writable.set()
         self.opened.set()
         self.closed.set()
+        self._sink_eof()
 
     # reading
+
+    def sink(self, receiver: Callable[[bytes], None]) -> None:
+        """Push instead of pull: from now on every byte that arrives goes to `receiver` as
+        it arrives (counted as consumed at once), and b"" once the peer ended its side
+        (`reset` says whether cleanly). For a channel read for the tunnel's whole life: an
+        awaited `read` parks a coroutine chain and a future until the next bytes, made anew
+        for each, and those outlive the young garbage collections (see ControlStream)."""
+        self._sink = receiver
+        if self._inbox:
+            data = bytes(self._inbox)
+            self._inbox.clear()
+            self._consumed(len(data))
+            receiver(data)
+        if self._eof:
+            self._sink_eof()
+
+    def _sink_eof(self) -> None:
+        if self._sink is not None and self._eof and not self._sink_ended:
+            self._sink_ended = True
+            self._sink(b"")
+
+    @property
+    def reset(self) -> bool:
+        """The peer (or our abort) ended the channel with an error."""
+        return self._error
 
     @property
     def has_data(self) -> bool:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote
 
@@ -147,13 +147,23 @@ async def _write_simple(channel: Channel, conn: h11.Connection, status: int) -> 
 
 
 class ControlStream:
-    """The manager's `POST /api/v1/platform` on a channel: lines out, lines in (spec §5)."""
+    """The manager's `POST /api/v1/platform` on a channel: lines out, lines in (spec §5).
+
+    The Hub's answer is pushed to a receiver as it arrives (`listen`) rather than awaited
+    piece by piece. Why: this request lasts as long as the tunnel, and awaiting each LOAD
+    (every 5 s per Hub) parked a coroutine chain, a future and h11's event until the next;
+    at 10,000 Hubs those made up most of what survived the young garbage collections, was
+    promoted, and then had to be walked by full collections that stalled the loop 1-2 s
+    (measured with gc.callbacks under `bench.scale`)."""
 
     def __init__(self, channel: Channel, host: str = "hub") -> None:
         self.channel = channel
         self.host = host
         self._conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD)
         self._lock = asyncio.Lock()
+        self._receiver: Callable[[bytes], None] | None = None
+        self._ended: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self.heard = asyncio.Event()  # the first body bytes came (or the answer ended)
         self.status: int | None = None
 
     async def start(self) -> None:
@@ -174,19 +184,58 @@ class ControlStream:
             if data:
                 await self.channel.write(data)
 
-    async def response_body(self) -> AsyncIterator[bytes]:
-        """The Hub's response body as it arrives; raises if the response is not a 200."""
-        event = await _next_event(self._conn, self.channel)
-        while isinstance(event, h11.InformationalResponse):
-            event = await _next_event(self._conn, self.channel)
-        if not isinstance(event, h11.Response):
-            raise HttpChannelError("the control channel closed before a response")
-        self.status = event.status_code
-        if event.status_code != 200:
-            raise HttpChannelError(f"the control channel answered {event.status_code}")
-        while True:
-            event = await _next_event(self._conn, self.channel)
-            if isinstance(event, h11.Data):
-                yield bytes(event.data)
-            elif isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):
-                return
+    def listen(self, receiver: Callable[[bytes], None]) -> None:
+        """Give each piece of the Hub's response body to `receiver` as it arrives (called
+        from the tunnel's reading; an exception from it ends the stream, not the tunnel's
+        reading). The answer must be a 200."""
+        self._receiver = receiver
+        self.channel.sink(self._received)
+
+    async def ended(self) -> str:
+        """Wait for the Hub's answer to end; why it did, in words."""
+        return await asyncio.shield(self._ended)
+
+    def _received(self, data: bytes) -> None:
+        if self._ended.done():
+            return
+        if not data and self.channel.reset:
+            self._finish(f"control channel failed: channel {self.channel.number} reset")
+            return
+        self._conn.receive_data(data)  # b"" tells h11 about EOF
+        try:
+            while not self._ended.done():
+                event = self._conn.next_event()
+                if event is h11.NEED_DATA:
+                    return
+                self._event(event)
+        except h11.RemoteProtocolError as exc:
+            self._finish(f"control channel failed: {exc}")
+        except Exception as exc:
+            log.exception("channel %d: control line handling failed", self.channel.number)
+            self._finish(f"control channel failed: {exc!r}")
+
+    def _event(self, event: Any) -> None:
+        if isinstance(event, h11.Response):
+            self.status = event.status_code
+            if event.status_code != 200:
+                self._finish(f"control channel failed: the Hub answered {event.status_code}")
+        elif isinstance(event, h11.Data):
+            self.heard.set()
+            if self._receiver is not None:
+                self._receiver(bytes(event.data))
+        elif isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):
+            self._finish("control channel ended")
+
+    def _finish(self, reason: str) -> None:
+        if not self._ended.done():
+            self._ended.set_result(reason)
+        self.heard.set()
+        # The channel, this stream and the receiver (which knows the Hub) refer to each
+        # other: unlinked, a Hub that leaves is freed at once by reference counting, not by
+        # the next full collection; anything still arriving is dropped.
+        self._receiver = None
+        self.channel.sink(_dropped)
+
+
+def _dropped(data: bytes) -> None:
+    """The sink of a control channel whose stream has ended."""

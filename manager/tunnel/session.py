@@ -30,6 +30,7 @@ from manager.mux import (
 )
 from manager.tunnel.channel import Channel
 from manager.tunnel.errors import ChannelOpenTimeout, ChannelReset, TooManyChannels, TunnelClosed
+from manager.tunnel.keepalive import clock_for
 
 log = logging.getLogger("manager.tunnel")
 
@@ -79,7 +80,8 @@ class TunnelSession:
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop = asyncio.get_running_loop()
         self._flush_scheduled = False
-        self._keepalive = self._loop.call_later(KEEP_ALIVE_S, self._keep_alive)
+        self._keepalive = clock_for(self._loop, KEEP_ALIVE_S)
+        self._keepalive.add(self)
 
     @property
     def is_closed(self) -> bool:
@@ -229,18 +231,16 @@ class TunnelSession:
         finally:
             channel.abort()
 
-    def _keep_alive(self) -> None:
-        if self.is_closed:
-            return
+    def keep_alive(self) -> None:
+        """Called every KEEP_ALIVE_S by the loop's clock (manager.tunnel.keepalive)."""
         self.mux.keep_alive()
         self.flush()
-        self._keepalive = asyncio.get_running_loop().call_later(KEEP_ALIVE_S, self._keep_alive)
 
     def _finish(self, reason: str) -> None:
         if self.is_closed:
             return
         self.close_reason = reason
-        self._keepalive.cancel()
+        self._keepalive.discard(self)
         for ch in list(self.channels.values()):
             ch.on_closed(error=True)
         self.channels.clear()

@@ -38,6 +38,10 @@ class ApiProtocol(H11Protocol):
         # uvicorn waits forever for a first request head; a slow or silent client (or a
         # WebSocket that never finishes its upgrade request) must not hold a socket.
         self._head_timer = self.loop.call_later(HEAD_TIMEOUT_S, self._head_timed_out)
+
+    def _open_lane(self) -> None:
+        """The lane, made once the connection turns out not to be a tunnel (a Hub's CONNECT
+        never needs one: 10,000 Hubs, 10,000 lanes fewer)."""
         if self.lane_routes is not None:
             self.lane = ProxyLane(
                 self.lane_routes,
@@ -52,8 +56,11 @@ class ApiProtocol(H11Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if self._head_timer is not None:
             self._head_timer.cancel()
-        if self.lane is not None:
-            self.lane.connection_lost()
+        lane, self.lane = self.lane, None
+        if lane is not None:
+            # The lane calls back into this protocol: unlinked, the pair is freed by
+            # reference counting instead of waiting for (and feeding) a cyclic collection.
+            lane.connection_lost()
         super().connection_lost(exc)
 
     @property
@@ -79,6 +86,7 @@ class ApiProtocol(H11Protocol):
                 self._first_head_seen(force=True)
                 self._hand_over(data)
                 return
+            self._open_lane()
         lane = self.lane
         if lane is not None and (lane.busy or self._between_requests()):
             rest = lane.offer(data)
