@@ -60,8 +60,10 @@ RESTART_CAP_S = 70.0  # a little over the 60 s goal: enough to see a narrow miss
 SHUTDOWN_TIMEOUT_S = 60.0
 SETTLE_S = 5.0
 IDLE_WINDOW_S = 15.0
-LATENCY_REQUESTS = 40
-LATENCY_BUDGET_S = 8.0
+# 200 samples, so the p99 is the third-slowest request rather than the slowest of 40 (one
+# stray stall decided it: 244.7 ms in one run of 89aedc2, 29.7 ms in the one before).
+LATENCY_REQUESTS = 200
+LATENCY_BUDGET_S = 12.0
 SEED_BUDGET_S = 20.0
 REQUEST_TIMEOUT_S = 10.0  # a manager that takes longer has failed that request
 ENDPOINTS = ("list", "instances", "sequences")

@@ -149,12 +149,17 @@ def main() -> None:
         print("| GET /api/v1/version | direct STH 1.0.1 | bare Starlette | manager | goal | met? |")
         print("|---|---|---|---|---|---|")
         results = {}
+        tunneled, alone = procs[0].pid, procs[1].pid  # the Hubs "bench" and "direct"
         for c in CONCURRENCY:
+            hub_before = cpu_seconds(alone, main_thread=True)
             d = wrk(direct, c, args.seconds)
+            hub_direct_us = (cpu_seconds(alone, main_thread=True) - hub_before) / d["n"] * 1e6
             b = wrk(bare, c, args.seconds)
             before = cpu_seconds(pid)
+            hub_before = cpu_seconds(tunneled, main_thread=True)
             m = wrk(proxied, c, args.seconds, manager.token)
             cpu_us = (cpu_seconds(pid) - before) / m["n"] * 1e6
+            hub_us = (cpu_seconds(tunneled, main_thread=True) - hub_before) / m["n"] * 1e6
             results[c] = (d, b, m, cpu_us)
             ratio = m["rps"] / b["rps"]
             goal = f"≥ {GOAL_RATIO:g}× bare | {'yes' if ratio >= GOAL_RATIO else '**no**'}"
@@ -168,9 +173,18 @@ def main() -> None:
                 + _latency_goal(c, d, m)
             )
             print(f"| concurrency {c}: manager CPU per request | | | {cpu_us:.0f} µs | | |")
+            # The Hub's JavaScript runs on one thread, so 1 / (its CPU per request) bounds
+            # the requests per second any proxy in front of it could reach.
+            ceiling = 1e6 / hub_us
+            print(
+                f"| concurrency {c}: the Hub's main-thread CPU per request | "
+                f"{hub_direct_us:.0f} µs | | {hub_us:.0f} µs over its tunnel: at most "
+                f"{ceiling:.0f} req/s ({ceiling / b['rps']:.2f}× bare) | | |"
+            )
         print(
             "> wrk -t1 against each target in turn, "
-            f"{args.seconds} s per run; the manager's CPU from /proc/<pid>/stat. "
+            f"{args.seconds} s per run; the manager's CPU from /proc/<pid>/stat, the Hubs' "
+            "from their main thread's /proc/<pid>/task/<pid>/stat. "
             + json.dumps({c: round(r[3]) for c, r in results.items()})
             + " µs/request by concurrency."
         )
