@@ -8,8 +8,10 @@ seven middleware and routing layers, each wrapping `send`.
 
 It takes a request only when every decision is already made in memory: a plain HTTP/1.1
 GET with no body (manager.web.lane_head), a bearer token `authenticate` accepted within its
-cache time, the plan snapshot loaded. Then it does what the middleware would (request id,
-rate limit) and calls the same `HubProxy` endpoint. Everything else (a token seen for the
+cache time, the plan snapshot loaded; or the same GET forwarded by another replica with the
+peer secret (a holder's share of every forwarded call, streams included). Then it does what
+the middleware would (request id, rate limit; for a forward, manager.web.peer's checks) and
+calls the same `HubProxy` endpoint. Everything else (a token seen for the
 first time or refused, other methods, odd HTTP, a path it cannot split plainly) goes the
 whole way through uvicorn and Starlette, which remain the reference for every answer; a
 connection can alternate between the two from one request to the next.
@@ -32,18 +34,22 @@ from uvicorn.server import ServerState
 
 from manager import logs
 from manager.hubs.http1 import LAST_CHUNK, frame_chunk
+from manager.hubs.peers import PEER_PREFIX, SECRET_HEADER, secret_matches
 from manager.services.metrics import ProxyMetrics
 from manager.services.quotas import Quotas
 from manager.services.tokens import TokenService
 from manager.web import lane_head
 from manager.web.auth import bearer_token
 from manager.web.errors import HANDLERS, error_response
+from manager.web.peer import forwarded_call, without_peer_headers
 from manager.web.rate_limit import RateLimiter
 from manager.web.request_id import HEADER as REQUEST_ID
 
 log = logging.getLogger("manager.web")
 
 _SPACE = b"/api/v1/space/"
+_PEER = PEER_PREFIX.encode()
+_PEER_SPACE = _PEER + _SPACE
 _API = b"/api/v1"
 PENDING_LIMIT = 64 * 1024  # bytes a client may send ahead while its request is served
 
@@ -59,6 +65,7 @@ class LaneRoutes:
     quotas: Quotas
     limiter: RateLimiter
     metrics: ProxyMetrics
+    peer_secret: str  # what another replica's forwards carry (manager.web.peer)
 
 
 def split_target(target: bytes) -> tuple[str, str] | None:
@@ -142,16 +149,37 @@ class ProxyLane:
         head = lane_head.parse_request_head(head_bytes)
         if head is None:
             return False
-        names = split_target(head.target)
+        forwarded = head.target.startswith(_PEER_SPACE)
+        target = head.target[len(_PEER) :] if forwarded else head.target
+        names = split_target(target)
         if names is None:
             return False
-        bearer = bearer_token(head.headers)
-        who = self.routes.tokens.cached(bearer) if bearer else None
-        snapshot = self.routes.quotas.snapshot_now()
-        if who is None or snapshot is None:
-            return False
-        path, _, query = head.target.partition(b"?")
-        rid = logs.accept_request_id(next((v for n, v in head.headers if n == REQUEST_ID), None))
+        headers = head.headers
+        rid = logs.accept_request_id(next((v for n, v in headers if n == REQUEST_ID), None))
+        state: dict[str, Any]
+        if forwarded:
+            # Another replica's forward of a call it has authenticated and counted: what
+            # manager.web.peer does for the full stack (which answers any refusal).
+            offered = next((v for n, v in headers if n == SECRET_HEADER), None)
+            if not secret_matches(offered, self.routes.peer_secret):
+                return False
+            found = forwarded_call(headers, names[0])
+            if found is None:
+                return False
+            who, epoch = found
+            headers = without_peer_headers(headers)
+            state = {"principal": who, "request_id": rid, "peer_epoch": epoch}
+            refusal = None
+        else:
+            bearer = bearer_token(headers)
+            cached = self.routes.tokens.cached(bearer) if bearer else None
+            snapshot = self.routes.quotas.snapshot_now()
+            if cached is None or snapshot is None:
+                return False
+            who = cached
+            state = {"principal": who, "request_id": rid}
+            refusal = self.routes.limiter.refusal(who, snapshot)
+        path, _, query = target.partition(b"?")
         scope: dict[str, Any] = {
             **self.scope_base,
             "type": "http",
@@ -162,17 +190,18 @@ class ProxyLane:
             "path": path.decode("ascii"),
             "raw_path": path,
             "query_string": query,
-            "headers": head.headers,
+            "headers": headers,
             "app": self.routes.app,
-            "state": {"principal": who, "request_id": rid},
+            "state": state,
             "path_params": {"space": names[0], "hub": names[1]},
         }
-        refusal = self.routes.limiter.refusal(who, snapshot)
         endpoint = refusal if refusal is not None else self.routes.proxy
         self.busy = True
         self.routes.metrics.fast_lane.inc()
         self._close_after = not head.keep_alive
-        exchange = _Answer(self, rid, scope)
+        # The access log names the path as the client sent it (uvicorn's scope keeps it).
+        logged = {**scope, "path": PEER_PREFIX + scope["path"]} if forwarded else scope
+        exchange = _Answer(self, rid, logged)
         task = asyncio.get_running_loop().create_task(exchange.run(endpoint, scope))
         self.server_state.tasks.add(task)
         task.add_done_callback(self.server_state.tasks.discard)

@@ -19,6 +19,28 @@ from manager.web.errors import error_response
 _PROXIED = PEER_PREFIX + "/api/v1/space/"
 _PEER_HEADERS = (SECRET_HEADER, EPOCH_HEADER)
 
+Headers = list[tuple[bytes, bytes]]
+
+
+def forwarded_call(headers: Headers, space_id: str) -> tuple[Principal, int] | None:
+    """Who a forwarded proxy call is made for (the original caller, named by the forwarder
+    in `x-mw-billable`) and the Hub epoch it was routed at; None without a numeric epoch.
+    The peer secret is checked before this."""
+    epoch = next((v for n, v in headers if n == EPOCH_HEADER), b"")
+    if not epoch.isdigit():
+        return None
+    requestor = next((v for n, v in headers if n == b"x-mw-billable"), b"")
+    principal = Principal(
+        org_id=org_id_of(space_id),
+        token_id=requestor.decode("latin-1") or None,
+        is_admin=True,
+    )
+    return principal, int(epoch)
+
+
+def without_peer_headers(headers: Headers) -> Headers:
+    return [(n, v) for n, v in headers if n not in _PEER_HEADERS]
+
 
 class PeerMiddleware:
     def __init__(self, app: ASGIApp, secret: str) -> None:
@@ -40,24 +62,17 @@ class PeerMiddleware:
             state["principal"] = Principal(org_id="", is_admin=True)
             await self.app(scope, receive, send)
             return
-        epoch = next((v for n, v in headers if n == EPOCH_HEADER), b"")
-        requestor = next((v for n, v in headers if n == b"x-mw-billable"), b"")
-        space_id = path[len(_PROXIED) :].split("/", 1)[0]
-        if not epoch.isdigit():
+        found = forwarded_call(headers, path[len(_PROXIED) :].split("/", 1)[0])
+        if found is None:
             await error_response(400, "x-manager-hub-epoch must be a number")(scope, receive, send)
             return
-        state["peer_epoch"] = int(epoch)
-        state["principal"] = Principal(
-            org_id=org_id_of(space_id),
-            token_id=requestor.decode("latin-1") or None,
-            is_admin=True,
-        )
+        state["principal"], state["peer_epoch"] = found
         inner = path[len(PEER_PREFIX) :]
         raw = scope.get("raw_path") or path.encode()
         scope = dict(
             scope,
             path=inner,
             raw_path=raw[len(PEER_PREFIX) :],
-            headers=[(n, v) for n, v in headers if n not in _PEER_HEADERS],
+            headers=without_peer_headers(headers),
         )
         await self.app(scope, receive, send)

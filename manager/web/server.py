@@ -51,6 +51,7 @@ def build_config(svc: Services, *, own_services: bool = True) -> uvicorn.Config:
             quotas=svc.quotas,
             limiter=app.state.rate_limiter,
             metrics=svc.metrics.proxy,
+            peer_secret=svc.peer_secret,
         )
     return uvicorn.Config(
         app,

@@ -549,6 +549,60 @@ async def test_refusals_are_the_same_through_the_lane(manager: RunningManager, h
     assert_same(full, lane)
 
 
+# e2. Another replica's forward (manager.web.peer) on the holder
+
+
+def forward(manager: RunningManager, epoch: str, secret: str = "", eol: bytes = b"\r\n") -> bytes:
+    """A forwarded GET as a replica sends it to the holder: no token, the peer secret, the
+    Hub's epoch and the original caller."""
+    lines = [
+        f"GET /_peer{hub_path(manager, 'version')} HTTP/1.1",
+        "Host: replica",
+        f"X-Manager-Peer-Secret: {secret or manager.svc.peer_secret}",
+        f"X-Manager-Hub-Epoch: {epoch}",
+        "X-Mw-Billable: token-of-the-caller",
+    ]
+    return eol.join(line.encode() for line in lines) + eol + eol
+
+
+async def test_a_forward_from_another_replica_takes_the_lane_and_answers_the_same(
+    manager: RunningManager, hub: HubPeer
+):
+    """A replica that does not hold a Hub forwards its calls to the holder; on the holder
+    the lane takes them as it takes a cached token (the forwarder authenticated and counted
+    the call). The full stack (here: the same head with bare LF line ends, which the lane
+    leaves to h11) answers the same, refusals included; a wrong secret never takes the lane."""
+    live = manager.svc.registry.get(manager.world.space_id, HUB)
+    assert live is not None
+    epoch = str(live.epoch)
+    raw = await Raw.open(manager)
+    try:
+        pairs = []
+        for held in (epoch, str(live.epoch + 1)):  # the epoch held, then a stale one
+            before = lane_count(manager)
+            await raw.send(forward(manager, held))
+            lane = await raw.answer()
+            assert lane_count(manager) == before + 1
+            await raw.send(forward(manager, held, eol=b"\n"))
+            full = await raw.answer()
+            assert lane_count(manager) == before + 1
+            pairs.append((full, lane))
+        before = lane_count(manager)
+        await raw.send(forward(manager, "x"))
+        no_epoch = await raw.answer()
+        await raw.send(forward(manager, epoch, secret="not-the-secret"))
+        no_secret = await raw.answer()
+        assert lane_count(manager) == before
+    finally:
+        await raw.aclose()
+    (full, lane), (stale_full, stale_lane) = pairs
+    assert full.status == 200 and full.json()["service"] == "@scramjet/host"
+    assert_same(full, lane)
+    assert stale_full.status == 409
+    assert_same(stale_full, stale_lane)
+    assert no_epoch.status == 400 and no_secret.status == 403
+
+
 # f. MANAGER_FAST_LANE=off
 
 
