@@ -27,6 +27,8 @@ from manager.tunnel.errors import ChannelReset
 SECRET_HEADER = b"x-manager-peer-secret"
 EPOCH_HEADER = b"x-manager-hub-epoch"
 PEER_PREFIX = "/_peer"
+# Where a forwarded proxy call arrives: the caller's own path after PEER_PREFIX.
+FORWARDED_PREFIX = PEER_PREFIX + "/api/v1/space/"
 STALE_ROUTE = 409  # what a peer answers for an epoch it does not hold
 STALE_HEADER = b"x-manager-stale-route"
 HIGH_WATER = 1024 * 1024  # bytes read ahead from a peer before reading pauses

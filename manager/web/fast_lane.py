@@ -34,7 +34,7 @@ from uvicorn.server import ServerState
 
 from manager import logs
 from manager.hubs.http1 import LAST_CHUNK, frame_chunk
-from manager.hubs.peers import PEER_PREFIX, SECRET_HEADER, secret_matches
+from manager.hubs.peers import FORWARDED_PREFIX, PEER_PREFIX, SECRET_HEADER, secret_matches
 from manager.services.metrics import ProxyMetrics
 from manager.services.quotas import Quotas
 from manager.services.tokens import TokenService
@@ -49,7 +49,7 @@ log = logging.getLogger("manager.web")
 
 _SPACE = b"/api/v1/space/"
 _PEER = PEER_PREFIX.encode()
-_PEER_SPACE = _PEER + _SPACE
+_FORWARDED = FORWARDED_PREFIX.encode()
 _API = b"/api/v1"
 PENDING_LIMIT = 64 * 1024  # bytes a client may send ahead while its request is served
 
@@ -149,7 +149,7 @@ class ProxyLane:
         head = lane_head.parse_request_head(head_bytes)
         if head is None:
             return False
-        forwarded = head.target.startswith(_PEER_SPACE)
+        forwarded = head.target.startswith(_FORWARDED)
         target = head.target[len(_PEER) :] if forwarded else head.target
         names = split_target(target)
         if names is None:

@@ -14,11 +14,13 @@ import re
 from dataclasses import dataclass
 from http import HTTPStatus
 
+from manager.hubs.peers import FORWARDED_PREFIX
+
 Headers = list[tuple[bytes, bytes]]
 
 MAX_HEAD = 16 * 1024  # a longer head is not the lane's (h11 allows more, and says so)
 # The shapes a lane request can start with: anything else goes to uvicorn at its first bytes.
-STARTS = (b"GET /api/v1/space/", b"GET /_peer/api/v1/space/")  # a caller's; a replica's
+STARTS = (b"GET /api/v1/space/", b"GET " + FORWARDED_PREFIX.encode())  # a caller's; a replica's
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _VALUE = re.compile(rb"[\t\x20-\x7e\x80-\xff]*")
 _TARGET = re.compile(rb"/[\x21-\x7e]*")

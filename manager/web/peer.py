@@ -12,11 +12,16 @@ from __future__ import annotations
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from manager.common import org_id_of
-from manager.hubs.peers import EPOCH_HEADER, PEER_PREFIX, SECRET_HEADER, secret_matches
+from manager.hubs.peers import (
+    EPOCH_HEADER,
+    FORWARDED_PREFIX,
+    PEER_PREFIX,
+    SECRET_HEADER,
+    secret_matches,
+)
 from manager.principal import Principal
 from manager.web.errors import error_response
 
-_PROXIED = PEER_PREFIX + "/api/v1/space/"
 _PEER_HEADERS = (SECRET_HEADER, EPOCH_HEADER)
 
 Headers = list[tuple[bytes, bytes]]
@@ -58,11 +63,11 @@ class PeerMiddleware:
             await error_response(403)(scope, receive, send)
             return
         state = scope.setdefault("state", {})
-        if not path.startswith(_PROXIED):
+        if not path.startswith(FORWARDED_PREFIX):
             state["principal"] = Principal(org_id="", is_admin=True)
             await self.app(scope, receive, send)
             return
-        found = forwarded_call(headers, path[len(_PROXIED) :].split("/", 1)[0])
+        found = forwarded_call(headers, path[len(FORWARDED_PREFIX) :].split("/", 1)[0])
         if found is None:
             await error_response(400, "x-manager-hub-epoch must be a number")(scope, receive, send)
             return
