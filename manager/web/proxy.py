@@ -59,7 +59,11 @@ HOP_BY_HOP = frozenset(
     }
 )
 # What the Hub's answer may not pass on (the request's id is ours, added by the middleware).
-_NOT_RETURNED = HOP_BY_HOP - {b"content-length", b"authorization", b"cookie", b"x-mw-billable"}
+# Nor its Date: the server adds its own to every answer, and two Date fields (three through
+# a forwarding replica) are invalid HTTP (RFC 9110 5.3, 6.6.1).
+_NOT_RETURNED = (
+    HOP_BY_HOP - {b"content-length", b"authorization", b"cookie", b"x-mw-billable"}
+) | {b"date"}
 _PREFIX = re.compile(rb"^/api/v1/space/[^/]+/api/v1/sth/[^/]+/api/v1(/.*)?$")
 _BAD_ESCAPES = re.compile(rb"%(2f|5c|00)", re.IGNORECASE)
 _START = re.compile(rb"^/api/v1/sequence/([^/?]+)/start(\?.*)?$")

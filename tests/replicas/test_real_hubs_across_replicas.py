@@ -68,6 +68,8 @@ async def test_every_hub_answers_through_every_replica(
             resp = await client.get(f"/api/v1/space/{space}/api/v1/sth/{hub}/api/v1/version")
             assert resp.status_code == 200, (i, hub, resp.text)
             assert resp.json()["service"] == "@scramjet/host"
+            # One Date, the answering replica's: neither the Hub's nor the holder's beside it.
+            assert len(resp.headers.get_list("date")) == 1, (i, hub, resp.headers)
 
     # si 1.0.1 against each replica in turn, each time on a Hub another replica holds.
     package = write_echo_package(tmp_path / "echo.tar.gz")
