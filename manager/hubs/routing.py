@@ -83,6 +83,8 @@ class HubRoutes:
         self._cache: dict[tuple[str, str], tuple[float, routing.HubRoute]] = {}
         self._peers: dict[tuple[str, str], tuple[HubClient, str]] = {}
         self._urls: dict[str, str] = {}  # replica -> peer URL, as last seen
+        # (replica, peer URL, Space) -> the ETag of its last Hubs answer and its views
+        self._seen: dict[tuple[str, str, str], tuple[bytes, dict[str, RemoteView]]] = {}
         # Set by the lease (manager.replicas.lease) each beat: False when this replica is
         # alone, so nothing here asks SQL or peers about other replicas.
         self.others_alive: Callable[[], bool] = lambda: True
@@ -155,48 +157,95 @@ class HubRoutes:
         """The other live replicas holding a Hub of the Space."""
         return [r for r, _ in await self._holders_elsewhere(space_id)]
 
-    async def remote_views(self, space_id: str) -> list[RemoteView]:
+    async def remote_views(self, space_id: str, *, load: bool = False) -> list[RemoteView]:
         """The Space's Hubs the other live replicas hold, as they see them now (asked in
-        parallel; a replica that does not answer in time is left out, and logged)."""
+        parallel; a replica that does not answer in time is left out, and logged). Without
+        `load` each holder answers 304 while what the lists show is unchanged, and the views
+        of its last answer are reused (manager.services.held_hubs says why); with it, the
+        Hubs' LOAD figures come too, fresh."""
         peers = await self._holders_elsewhere(space_id)
+        for gone in [k for k in self._seen if k[2] == space_id and k[:2] not in peers]:
+            del self._seen[gone]
         if not peers:
             return []
-        path = f"/v1/spaces/{quote(space_id, safe='')}/hubs"
-        answers = await asyncio.gather(*(self._ask(r, url, path) for r, url in peers))
-        views: list[RemoteView] = []
-        for (replica, url), answer in zip(peers, answers, strict=True):
-            self._urls[replica] = url
-            for raw in (answer or {}).get("hubs") or []:
-                if not isinstance(raw, dict) or not isinstance(raw.get("id"), str):
-                    continue
-                route = routing.HubRoute(replica, url, int(raw.get("epoch") or 0))
-                remote = self._remote(space_id, raw["id"], route, reroute=True)
-                views.append(
-                    RemoteView(
-                        space_id,
-                        raw["id"],
-                        HubState.from_snapshot(raw["id"], raw),
-                        bool(raw.get("healthy")),
-                        remote.client,
-                        route.epoch,
-                        replica,
-                    )
-                )
-        return views
+        answers = await asyncio.gather(
+            *(self._views_of(space_id, r, url, load) for r, url in peers)
+        )
+        return [view for views in answers for view in views]
+
+    async def _views_of(
+        self, space_id: str, replica: str, peer_url: str, load: bool
+    ) -> list[RemoteView]:
+        key = (replica, peer_url, space_id)
+        seen = None if load else self._seen.get(key)
+        path = f"/v1/spaces/{quote(space_id, safe='')}/hubs" + ("?load=1" if load else "")
+        got = await self._get(
+            replica, peer_url, path, [(b"if-none-match", seen[0])] if seen else []
+        )
+        if got is None:
+            return []
+        status, tag, answer = got
+        if status == 304 and seen is not None:
+            return list(seen[1].values())
+        if not isinstance(answer, dict):
+            return []
+        before = {} if seen is None else seen[1]
+        views: dict[str, RemoteView] = {}
+        for raw in answer.get("hubs") or []:
+            if not isinstance(raw, dict) or not isinstance(raw.get("id"), str):
+                continue
+            hub_id, epoch, healthy = raw["id"], int(raw.get("epoch") or 0), bool(raw.get("healthy"))
+            prior = before.get(hub_id)
+            if prior is not None and (prior.epoch, prior.state.changes, prior.healthy) == (
+                epoch,
+                raw.get("changes"),
+                healthy,
+            ):
+                views[hub_id] = prior  # what the lists show of it is what they showed
+                continue
+            route = routing.HubRoute(replica, peer_url, epoch)
+            remote = self._remote(space_id, hub_id, route, reroute=True)
+            state = HubState.from_snapshot(hub_id, raw)
+            views[hub_id] = RemoteView(
+                space_id, hub_id, state, healthy, remote.client, epoch, replica
+            )
+        if tag is not None and not load:
+            self._seen[key] = (tag, views)
+        return list(views.values())
 
     async def _ask(self, replica: str, peer_url: str, path: str) -> dict[str, Any] | None:
+        got = await self._get(replica, peer_url, path)
+        return got[2] if got is not None and isinstance(got[2], dict) else None
+
+    async def _get(
+        self,
+        replica: str,
+        peer_url: str,
+        path: str,
+        headers: list[tuple[bytes, bytes]] | None = None,
+    ) -> tuple[int, bytes | None, Any] | None:
+        """Status, ETag and parsed JSON body (None unless 200) of a peer route's answer; None
+        (logged) when the replica did not answer in time or sensibly."""
         peer, base = self.peer_client(replica, peer_url)
         target = f"{base}{PEER_PREFIX}{path}".encode()
+
+        async def get() -> tuple[int, bytes | None, bytes]:
+            sent = [(SECRET_HEADER, self.secret.encode()), *(headers or [])]
+            async with peer.stream(b"GET", target, sent) as response:
+                body = await response.read()
+            tag = next((v for n, v in response.headers if n == b"etag"), None)
+            return response.status, tag, body
+
         try:
-            status, body = await asyncio.wait_for(
-                peer.request(b"GET", target, [(SECRET_HEADER, self.secret.encode())]),
-                PEER_ASK_TIMEOUT_S,
-            )
+            status, tag, body = await asyncio.wait_for(get(), PEER_ASK_TIMEOUT_S)
             answer = json.loads(body) if status == 200 else None
         except (HubError, TimeoutError, ValueError) as exc:
             log.warning("replica %s did not answer %s: %s", replica, path, exc)
             return None
-        return answer if isinstance(answer, dict) else None
+        if status not in (200, 304):
+            log.warning("replica %s answered %s with %d", replica, path, status)
+            return None
+        return status, tag, answer
 
     async def returning(self, space_id: str, hub_id: str, row: Hub) -> LiveHub | RemoteHub | None:
         """A Hub not connected now whose tunnel the manager itself ended lately (a drain, a

@@ -21,7 +21,7 @@ from manager.services.space_hubs import space_hubs
 async def detail(request: Request, space: Space) -> views.HubDetail:
     """The Hub of the request's path, wherever its tunnel is (any replica)."""
     svc = services(request)
-    hubs = await space_hubs(svc.registry, svc.routes, space.id)
+    hubs = await space_hubs(svc.registry, svc.routes, space.id, load=True)  # shown per Hub
     async with svc.sessions() as s:
         return await views.hub_detail(s, hubs, space.id, request.path_params["hub"])
 

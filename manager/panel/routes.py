@@ -98,7 +98,7 @@ def _page_number(request: Request) -> int:
 async def _hub_page(request: Request, space: Space) -> views.HubPage:
     svc = services(request)
     query = request.query_params.get("q", "")
-    hubs = await space_hubs(svc.registry, svc.routes, space.id)
+    hubs = await space_hubs(svc.registry, svc.routes, space.id, load=True)  # shown per Hub
     async with svc.sessions() as s:
         return await views.hub_page(s, hubs, space.id, query, _page_number(request))
 

@@ -21,6 +21,7 @@ from manager.services import hub_admin
 from manager.services.access_keys import AccessKeyService
 from manager.services.audit_stream import AuditWriter
 from manager.services.drain import Drain
+from manager.services.held_hubs import HeldHubs
 from manager.services.metrics import Metrics
 from manager.services.quotas import Quotas
 from manager.services.readiness import Readiness, database_check
@@ -58,6 +59,7 @@ class Services:
     drain: Drain
     readiness: Readiness
     metrics: Metrics
+    held_hubs: HeldHubs
     listing: HubListing = field(default_factory=HubListing)
     started: float = field(default_factory=time.monotonic)
 
@@ -122,6 +124,7 @@ class Services:
             drain=drain,
             readiness=readiness,
             metrics=metrics,
+            held_hubs=HeldHubs(registry),
         )
         metrics.read_live(svc)
         store.on_rows_changed = svc.listing.invalidate

@@ -2,7 +2,8 @@
 
 The Hubs held here come from the registry; those other replicas hold are asked of their
 holders at the time of the call (`HubRoutes.remote_views`), not copied into SQL: a list is
-then as fresh as the control channels, and the LOAD path writes nothing more. With one
+then as fresh as the control channels, and the LOAD path writes nothing more (an unchanged
+holder answers 304: manager.services.held_hubs). With one
 replica (or none other holding a Hub of the Space) it costs one indexed SQL read.
 """
 
@@ -43,8 +44,13 @@ class SpaceHubs:
         return iter(list(self._hubs.values()))
 
 
-async def space_hubs(registry: HubRegistry, routes: HubRoutes, space_id: str) -> SpaceHubs:
+async def space_hubs(
+    registry: HubRegistry, routes: HubRoutes, space_id: str, *, load: bool = False
+) -> SpaceHubs:
+    """With `load`, the remote Hubs carry their LOAD figures (for `/load` and placement);
+    the lists do without, and are answered from unchanged views when nothing changed."""
     local: list[AnyHub] = list(registry.in_space(space_id))
     here = {h.hub_id for h in local}
-    remote: list[AnyHub] = [v for v in await routes.remote_views(space_id) if v.hub_id not in here]
+    views = await routes.remote_views(space_id, load=load)
+    remote: list[AnyHub] = [v for v in views if v.hub_id not in here]
     return SpaceHubs(registry, local + remote)

@@ -2,13 +2,13 @@
 
 `GET /_peer/v1/spaces/<S>/topics/<t>`: the topic as this replica's own producers write it.
 `GET /_peer/v1/spaces/<S>/hubs`: the live state of the Space's Hubs held here, so any replica
-can answer the Space's lists. `GET /_peer/v1/spaces/<S>/hubs/<H>`: whether this replica holds
-the Hub and its tunnel is alive, which decides a duplicate admission elsewhere.
+can answer the Space's lists (tagged, and LOAD only with `load=1`: manager.services.held_hubs).
+`GET /_peer/v1/spaces/<S>/hubs/<H>`: whether this replica holds the Hub and its tunnel is
+alive, which decides a duplicate admission elsewhere.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator
 
 from starlette.requests import Request
@@ -22,18 +22,18 @@ from manager.web.common import services
 
 
 async def space_hubs(request: Request) -> Response:
+    """The Space's Hubs held here; 304 to an asker whose ETag is current (HeldHubs)."""
     svc = services(request)
-    now = time.monotonic()
-    hubs = [
-        {
-            "id": hub.hub_id,
-            "epoch": hub.epoch,
-            "healthy": svc.registry.healthy(hub, now),
-            **hub.state.snapshot(),
-        }
-        for hub in svc.registry.in_space(request.path_params["space"])
-    ]
-    return JSONResponse({"replica": svc.settings.replica, "hubs": hubs})
+    tag, body = svc.held_hubs.render(
+        request.path_params["space"],
+        svc.settings.replica,
+        request.headers.get("if-none-match"),
+        load=request.query_params.get("load") == "1",
+    )
+    headers = {"etag": tag} if tag else None
+    if body is None:
+        return Response(status_code=304, headers=headers)
+    return Response(body, media_type="application/json", headers=headers)
 
 
 async def hub_status(request: Request) -> Response:

@@ -31,15 +31,15 @@ async def version(request: Request) -> Response:
     return JSONResponse(VERSION)
 
 
-async def connected(request: Request, space_id: str) -> SpaceHubs:
-    """The Space's connected Hubs on every replica."""
+async def connected(request: Request, space_id: str, *, load: bool = False) -> SpaceHubs:
+    """The Space's connected Hubs on every replica (with their LOAD figures: `load`)."""
     svc = services(request)
-    return await space_hubs(svc.registry, svc.routes, space_id)
+    return await space_hubs(svc.registry, svc.routes, space_id, load=load)
 
 
 async def load(request: Request) -> Response:
     space = await caller_space(request)
-    return JSONResponse(space_view.load(await connected(request, space.id), space.id))
+    return JSONResponse(space_view.load(await connected(request, space.id, load=True), space.id))
 
 
 async def hub_list(request: Request) -> Response:

@@ -68,7 +68,7 @@ async def start_in_space(request: Request) -> Response:
     selector = {k: body.pop(k) for k in ("hub", "tags") if k in body}
     async with svc.sessions() as s:
         rows = await repo.list_hubs(s, space.id)
-    hubs = await space_hubs(svc.registry, svc.routes, space.id)
+    hubs = await space_hubs(svc.registry, svc.routes, space.id, load=True)  # the least loaded
     hub = placement.choose_hub(hubs, rows, space.id, selector)
     seq_id = request.path_params["id"]
     try:
