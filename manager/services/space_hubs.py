@@ -2,9 +2,9 @@
 
 The Hubs held here come from the registry; those other replicas hold are asked of their
 holders at the time of the call (`HubRoutes.remote_views`), not copied into SQL: a list is
-then as fresh as the control channels, and the LOAD path writes nothing more (an unchanged
-holder answers 304: manager.services.held_hubs). With one
-replica (or none other holding a Hub of the Space) it costs one indexed SQL read.
+then as fresh as the control channels, and the LOAD path writes nothing more (a holder with
+nothing changed answers 304: manager.services.held_hubs). With one replica (or none other
+holding a Hub of the Space) it costs one indexed SQL read.
 """
 
 from __future__ import annotations
