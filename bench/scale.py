@@ -247,6 +247,7 @@ class Result:
     stderr: list[tuple[int, str]] = field(default_factory=list)
     stderr_errors: int = 0
     stderr_warnings: int = 0
+    phases: list[tuple[str, str]] = field(default_factory=list)  # (what, time of day)
     gave_up: int = 0
     wall_s: float = 0.0
     failed: str = ""
@@ -379,15 +380,19 @@ _LOG_LINE = re.compile(r"\b(ERROR|WARNING|CRITICAL)\b:?\s+(.*)$")
 _HUB = re.compile(r"hub [^\s:]+@[^\s:]+")
 _ADDRESS = re.compile(r"\d+\.\d+\.\d+\.\d+(?::\d+)?")
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
+_STAMP = re.compile(r"^\d{4}-\d\d-\d\d (\d\d:\d\d:\d\d)")  # a log line's time of day
 
 
 def scan_stderr(path: Path) -> tuple[int, int, list[tuple[int, str]]]:
     """Error and warning lines of the manager's stderr, grouped by message with Hub ids,
-    addresses and numbers masked, most frequent first: what went wrong at scale, briefly."""
+    addresses and numbers masked, most frequent first: what went wrong at scale, briefly.
+    Each group says when its first and last lines were logged and the range of its first
+    number (say, how many seconds a Hub was silent), to be set against the phases' times."""
     if not path.exists():
         return 0, 0, []
     errors = warnings = 0
     kinds: Counter[str] = Counter()
+    seen: dict[str, tuple[str, str, float, float]] = {}  # kind -> first, last, low, high
     for line in path.read_text(errors="replace").splitlines():
         if line.startswith("Traceback"):
             errors += 1
@@ -400,8 +405,25 @@ def scan_stderr(path: Path) -> tuple[int, int, list[tuple[int, str]]]:
         else:
             errors += 1
         message = _HUB.sub("hub <id>", _ADDRESS.sub("<address>", found.group(2)))
-        kinds[f"{found.group(1)} {_NUMBER.sub('N', message)[:160]}"] += 1
-    return errors, warnings, [(n, text) for text, n in kinds.most_common()]
+        kind = f"{found.group(1)} {_NUMBER.sub('N', message)[:160]}"
+        kinds[kind] += 1
+        stamp = _STAMP.match(line)
+        at = stamp.group(1) if stamp else "?"
+        first = _NUMBER.search(message)
+        value = float(first.group()) if first else math.nan
+        if kind in seen:
+            was = seen[kind]
+            seen[kind] = (was[0], at, min(was[2], value), max(was[3], value))
+        else:
+            seen[kind] = (at, at, value, value)
+    out = []
+    for text, n in kinds.most_common():
+        first_at, last_at, low, high = seen[text]
+        span = f" (logged {first_at} to {last_at}" + (
+            f"; N from {low:g} to {high:g})" if not math.isnan(low) else ")"
+        )
+        out.append((n, f"`{text}`{span}"))
+    return errors, warnings, out
 
 
 def run(
@@ -429,6 +451,7 @@ def run(
         time.sleep(1)
         res.base_kib = rss_kib(pid)
         started = time.monotonic()
+        res.phases.append(("peers started", time.strftime("%H:%M:%S")))
         peers.start(manager, key, proofs, count)
         meter = CpuMeter(pid, peers)
         res.connect = wait_all_healthy(client, manager, count, meter, started, CONNECT_CAP_S)
@@ -444,13 +467,16 @@ def run(
         for name in ENDPOINTS:
             res.latency[name] = latency(client, manager.space_url(name))
         if steady_s > 0:
+            res.phases.append(("idle from", time.strftime("%H:%M:%S")))
             res.steady = hold_steady(client, manager, pid, peers, steady_s)
+        res.phases.append(("SIGTERM", time.strftime("%H:%M:%S")))
 
         res.shutdown_s = terminate(manager)
         client.close()
         client = httpx.Client(headers=manager.headers, timeout=REQUEST_TIMEOUT_S)
         restarted = time.monotonic()
         restarted_ms = int(time.time() * 1000)
+        res.phases.append(("restarted", time.strftime("%H:%M:%S")))
         manager.start()  # same data dir and port; the peers find it by themselves
         assert manager.proc is not None
         meter = CpuMeter(manager.proc.pid, peers)
@@ -809,7 +835,10 @@ def table(results: list[Result], pool: int, nofile: int) -> list[str]:
         if r.seed_errors:
             out.append(f"> {r.hubs:,} Hubs: {r.seed_errors} Hubs not seeded (errors or time)")
         for n, text in r.stderr[:4]:
-            out.append(f"> {r.hubs:,} Hubs, manager stderr: {n} × `{text}`")
+            out.append(f"> {r.hubs:,} Hubs, manager stderr: {n} × {text}")
+        if r.stderr:  # when each phase began, to place those lines in it
+            when = ", ".join(f"{what} {at}" for what, at in r.phases)
+            out.append(f"> {r.hubs:,} Hubs, phases (time of day): {when}")
     return out
 
 
