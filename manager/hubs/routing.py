@@ -178,7 +178,7 @@ class HubRoutes:
     ) -> list[RemoteView]:
         key = (replica, peer_url, space_id)
         seen = None if load else self._seen.get(key)
-        path = f"/v1/spaces/{quote(space_id, safe='')}/hubs" + ("?load=1" if load else "")
+        path = f"/v1/spaces/{quote(space_id, safe='')}/hubs?load={int(load)}"
         got = await self._get(
             replica, peer_url, path, [(b"if-none-match", seen[0])] if seen else []
         )

@@ -9,8 +9,9 @@ What those lists show of a Hub changes only with its control messages (`HubState
 its admission (epoch) and its health, so the answer carries an ETag over exactly those: an
 asker holding the current one gets 304 and keeps its views, and a Hub's JSON is rendered
 again only when its own part of the tag changed. LOAD figures change every few seconds and
-are left out; who needs them (`/load`, placement) asks with `load=1` and gets every Hub's
-figures as they are now, untagged.
+are left out of that answer (`load=0`); who needs them (`/load`, placement, the Panel) asks
+with `load=1` and gets every Hub's figures as they are now, untagged, as does a replica of
+an older release that asks with neither.
 """
 
 from __future__ import annotations

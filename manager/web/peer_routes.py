@@ -2,7 +2,7 @@
 
 `GET /_peer/v1/spaces/<S>/topics/<t>`: the topic as this replica's own producers write it.
 `GET /_peer/v1/spaces/<S>/hubs`: the live state of the Space's Hubs held here, so any replica
-can answer the Space's lists (tagged, and LOAD only with `load=1`: manager.services.held_hubs).
+can answer the Space's lists (tagged and without LOAD with `load=0`: manager.services.held_hubs).
 `GET /_peer/v1/spaces/<S>/hubs/<H>`: whether this replica holds the Hub and its tunnel is
 alive, which decides a duplicate admission elsewhere.
 """
@@ -28,7 +28,9 @@ async def space_hubs(request: Request) -> Response:
         request.path_params["space"],
         svc.settings.replica,
         request.headers.get("if-none-match"),
-        load=request.query_params.get("load") == "1",
+        # Only an asker that says load=0 gets the tagged answer: a replica of an older
+        # release (during a rolling upgrade) asks with neither and still gets the figures.
+        load=request.query_params.get("load") != "0",
     )
     headers = {"etag": tag} if tag else None
     if body is None:
