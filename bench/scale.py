@@ -45,6 +45,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -391,8 +392,7 @@ def scan_stderr(path: Path) -> tuple[int, int, list[tuple[int, str]]]:
     if not path.exists():
         return 0, 0, []
     errors = warnings = 0
-    kinds: Counter[str] = Counter()
-    seen: dict[str, tuple[str, str, float, float]] = {}  # kind -> first, last, low, high
+    kinds: dict[str, list[Any]] = {}  # kind -> [lines, first logged, last logged, low, high]
     for line in path.read_text(errors="replace").splitlines():
         if line.startswith("Traceback"):
             errors += 1
@@ -406,19 +406,15 @@ def scan_stderr(path: Path) -> tuple[int, int, list[tuple[int, str]]]:
             errors += 1
         message = _HUB.sub("hub <id>", _ADDRESS.sub("<address>", found.group(2)))
         kind = f"{found.group(1)} {_NUMBER.sub('N', message)[:160]}"
-        kinds[kind] += 1
         stamp = _STAMP.match(line)
         at = stamp.group(1) if stamp else "?"
         first = _NUMBER.search(message)
         value = float(first.group()) if first else math.nan
-        if kind in seen:
-            was = seen[kind]
-            seen[kind] = (was[0], at, min(was[2], value), max(was[3], value))
-        else:
-            seen[kind] = (at, at, value, value)
+        seen = kinds.setdefault(kind, [0, at, at, value, value])
+        seen[0] += 1
+        seen[2], seen[3], seen[4] = at, min(seen[3], value), max(seen[4], value)
     out = []
-    for text, n in kinds.most_common():
-        first_at, last_at, low, high = seen[text]
+    for text, (n, first_at, last_at, low, high) in sorted(kinds.items(), key=lambda k: -k[1][0]):
         span = f" (logged {first_at} to {last_at}" + (
             f"; N from {low:g} to {high:g})" if not math.isnan(low) else ")"
         )

@@ -35,35 +35,10 @@ from manager.services.context import Services
 from manager.services.errors import Invalid, NotFound, Unavailable
 from manager.services.spaces import space_for
 from manager.web.errors import error_response
+from manager.web.proxy_headers import Headers, forwarded_headers, returned_headers
 
 log = logging.getLogger("manager.proxy")
 
-HOP_BY_HOP = frozenset(
-    {
-        b"connection",
-        b"keep-alive",
-        b"te",
-        b"trailer",
-        b"transfer-encoding",
-        b"upgrade",
-        b"proxy-connection",
-        b"proxy-authenticate",
-        b"proxy-authorization",
-        b"expect",
-        b"host",
-        b"authorization",
-        b"cookie",
-        b"x-mw-billable",
-        b"content-length",
-        b"x-request-id",  # ours replaces it both ways (manager/web/request_id.py)
-    }
-)
-# What the Hub's answer may not pass on (the request's id is ours, added by the middleware).
-# Nor its Date: the server adds its own to every answer, and two Date fields (three through
-# a forwarding replica) are invalid HTTP (RFC 9110 5.3, 6.6.1).
-_NOT_RETURNED = (
-    HOP_BY_HOP - {b"content-length", b"authorization", b"cookie", b"x-mw-billable"}
-) | {b"date"}
 _PREFIX = re.compile(rb"^/api/v1/space/[^/]+/api/v1/sth/[^/]+/api/v1(/.*)?$")
 _BAD_ESCAPES = re.compile(rb"%(2f|5c|00)", re.IGNORECASE)
 _START = re.compile(rb"^/api/v1/sequence/([^/?]+)/start(\?.*)?$")
@@ -74,47 +49,6 @@ ANNOUNCE_TIMEOUT_S = 2.0
 # A proxied exchange still running after this long gets a task that listens for the client
 # leaving (see _Exchange.run).
 WATCH_AFTER_S = 0.05
-
-
-Headers = list[tuple[bytes, bytes]]
-
-
-def forwarded_headers(headers: Headers, requestor: str, request_id: str = "") -> Headers:
-    """The client's headers minus hop-by-hop ones (and those `Connection` names), plus the
-    caller's id for the Hub and the request's id."""
-    named = {
-        token.strip().lower()
-        for name, value in headers
-        if name.lower() == b"connection"
-        for token in value.split(b",")
-    }
-    out = [
-        (name, value)
-        for name, value in headers
-        if name.lower() not in HOP_BY_HOP
-        and name.lower() not in named
-        and not name.lower().startswith(b"proxy-")
-    ]
-    out.append((b"x-mw-billable", requestor.encode()))
-    if request_id:
-        out.append((b"x-request-id", request_id.encode()))
-    return out
-
-
-def returned_headers(headers: Headers) -> Headers:
-    named = {
-        token.strip().lower()
-        for name, value in headers
-        if name.lower() == b"connection"
-        for token in value.split(b",")
-    }
-    return [
-        (name.lower(), value)
-        for name, value in headers
-        if name.lower() not in _NOT_RETURNED
-        and name.lower() not in named
-        and not name.lower().startswith(b"proxy-")
-    ]
 
 
 def hub_target(scope: Scope) -> bytes:
